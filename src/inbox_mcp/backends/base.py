@@ -1,0 +1,62 @@
+"""The one small Protocol every mail backend implements.
+
+The service owns the whole send sequence (validate, decide, persist, outbox); a backend only
+moves bytes: it says whether it can route a recipient, delivers one outbound message, and feeds
+inbound mail to the service's sink. Anything a backend cannot do fails loudly with
+``BackendUnavailable`` naming what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundMail:
+    envelope_from: str
+    recipients: list[str]
+    raw: bytes
+    message_id: str
+
+
+@dataclass
+class DeliveryResult:
+    """Per-recipient outcome. ``temporary`` failures are retried by the outbox; permanent ones
+    become a delivery status the agent can read."""
+
+    delivered: list[str] = field(default_factory=list)
+    temporary: dict[str, str] = field(default_factory=dict)
+    permanent: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.temporary
+
+
+class InboundSink(Protocol):
+    """The service side of inbound mail. A backend asks ``check_recipient`` before accepting
+    (None = accept, else the SMTP reply to give) and hands every accepted message to ``receive``,
+    which stores it once per recipient inbox."""
+
+    def check_recipient(self, address: str) -> tuple[int, str] | None: ...
+
+    def check_sender(self, address: str | None, size: int | None) -> tuple[int, str] | None: ...
+
+    def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None: ...
+
+
+class MailBackend(Protocol):
+    name: str
+
+    def unroutable(self, recipients: list[str]) -> str | None:
+        """Why some recipient cannot be delivered at all with this configuration, or None."""
+        ...
+
+    def deliver(self, mail: OutboundMail) -> DeliveryResult: ...
+
+    def start(self, sink: InboundSink) -> None:
+        """Begin receiving inbound mail (listeners, sync loops)."""
+        ...
+
+    def stop(self) -> None: ...

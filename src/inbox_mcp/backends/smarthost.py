@@ -1,0 +1,59 @@
+"""Handing a message to an SMTP relay with aiosmtplib: the embedded backend's route for
+recipients outside the local domain. SMTP errors are translated here, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiosmtplib
+
+from ..settings import Settings
+from .base import DeliveryResult, OutboundMail
+
+TIMEOUT_S = 30
+
+
+async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
+    result = DeliveryResult()
+    tls = settings.smtp_tls
+    try:
+        errors, _reply = await aiosmtplib.send(
+            mail.raw,
+            sender=mail.envelope_from,
+            recipients=mail.recipients,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            use_tls=tls == "implicit",
+            start_tls=True if tls == "starttls" else False,
+            tls_context=ssl.create_default_context() if tls != "none" else None,
+            timeout=TIMEOUT_S,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as e:
+        for err in e.recipients:
+            bucket = result.permanent if err.code >= 500 else result.temporary
+            bucket[err.recipient] = f"{err.code} {err.message}"
+        return result
+    except aiosmtplib.SMTPResponseException as e:
+        bucket = result.permanent if e.code >= 500 else result.temporary
+        for r in mail.recipients:
+            bucket[r] = f"{e.code} {e.message}"
+        return result
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+        for r in mail.recipients:
+            result.temporary[r] = f"relay {settings.smtp_host}:{settings.smtp_port} unreachable: {e}"
+        return result
+    for r in mail.recipients:
+        if r in errors:
+            code, msg = errors[r]
+            (result.permanent if code >= 500 else result.temporary)[r] = f"{code} {msg}"
+        else:
+            result.delivered.append(r)
+    return result
+
+
+def relay(settings: Settings, mail: OutboundMail) -> DeliveryResult:
+    """Blocking wrapper: service methods run in worker threads, which have no event loop."""
+    return asyncio.run(_send(settings, mail))

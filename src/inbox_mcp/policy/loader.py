@@ -1,0 +1,118 @@
+"""Reading policy files: default.toml, then tenants/<tenant>.toml, then agents/<agent>.toml,
+deep-merged (tables merge, lists and scalars replace) and validated.
+
+Files are re-read when their modification time changes, so an edited policy applies to the next
+decision without a restart. A broken file is reported as a ``PolicyError`` naming the file and
+key; the engine turns that into a denial for exactly the agents the file applies to.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import Policy
+
+BUNDLED_DEFAULT = Path(__file__).with_name("default.toml")
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    file: str
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.key} " if self.key else ""
+        return f"invalid policy: {where}{self.problem} ({self.file})"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _expand(value: Any, domain: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{domain}", domain)
+    if isinstance(value, list):
+        return [_expand(v, domain) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, domain) for k, v in value.items()}
+    return value
+
+
+class PolicyStore:
+    def __init__(self, directory: Path, domain: str) -> None:
+        self.directory = directory
+        self.domain = domain
+        self._cache: dict[Path, tuple[float, dict[str, Any] | PolicyError | None]] = {}
+        self._lock = threading.Lock()
+
+    def _read(self, path: Path) -> dict[str, Any] | PolicyError | None:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            hit = self._cache.get(path)
+            if hit and hit[0] == mtime:
+                return hit[1]
+        try:
+            data: dict[str, Any] | PolicyError = _expand(tomllib.loads(path.read_text("utf-8")), self.domain)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            data = PolicyError(self._name(path), "", f"is not valid TOML: {e}")
+        except OSError as e:
+            data = PolicyError(self._name(path), "", f"cannot be read: {e}")
+        with self._lock:
+            self._cache[path] = (mtime, data)
+        return data
+
+    def _name(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.directory.parent))
+        except ValueError:
+            return str(path)
+
+    def layers(self, tenant: str, agent: str) -> list[Path]:
+        d = self.directory
+        return [d / "default.toml", d / "tenants" / f"{tenant}.toml", d / "agents" / f"{agent}.toml"]
+
+    def effective(self, tenant: str, agent: str) -> Policy | PolicyError:
+        """The policy for one agent, or the first error that makes it unusable (deny)."""
+        merged: dict[str, Any] = {}
+        default, *overrides = self.layers(tenant, agent)
+        layers = [(default, self._read(default))] + [(p, self._read(p)) for p in overrides]
+        if layers[0][1] is None:
+            return PolicyError(self._name(default), "", "is missing: without a default policy every send is denied")
+        for path, data in layers:
+            if isinstance(data, PolicyError):
+                return data
+            if data is None:
+                continue
+            # Validate each layer on its own first, so the error names the file that is wrong.
+            err = _validate(deep_merge(merged, data), self._name(path))
+            if err:
+                return err
+            merged = deep_merge(merged, data)
+        return Policy.model_validate(merged)
+
+
+def _validate(data: dict[str, Any], file: str) -> PolicyError | None:
+    try:
+        Policy.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = "is not a known key"
+        return PolicyError(file, key, msg)
+    return None

@@ -1,0 +1,100 @@
+"""Mail arriving for our inboxes, from the SMTP listener or from local delivery: the
+``InboundSink`` the backends call. Every message is stored raw first; a parse failure still
+yields a readable message (its text is the raw source)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlmodel import Session, select
+
+from ..mail.parse import ParsedMessage, parse_message
+from ..mail.subjects import normalize_subject
+from ..policy.loader import PolicyError
+from ..policy.models import address_matches
+from ..store.messages import NewAttachment, NewMessage, insert_message
+from ..store.tables import Inbox, Message
+from .base import ServiceBase
+
+log = logging.getLogger(__name__)
+
+
+def to_new_message(parsed: ParsedMessage, raw: bytes, inbox_id: str, direction: str, labels: list[str]) -> NewMessage:
+    key = normalize_subject(parsed.subject)
+    return NewMessage(
+        inbox_id=inbox_id,
+        raw=raw,
+        direction=direction,
+        labels=labels,
+        message_id_header=parsed.message_id,
+        in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        subject=parsed.subject,
+        subject_key=key,
+        is_reply_subject=key != " ".join(parsed.subject.split()).casefold(),
+        from_addr=parsed.from_addr,
+        from_name=parsed.from_name,
+        to=parsed.to,
+        cc=parsed.cc,
+        reply_to=parsed.reply_to,
+        date=parsed.date,
+        text=parsed.text,
+        html=parsed.html,
+        attachments=[NewAttachment(a.filename, a.content_type, a.data, a.content_id, a.inline) for a in parsed.attachments],
+        parse_ok=parsed.parse_ok,
+        auto_submitted=parsed.auto_submitted,
+    )
+
+
+class InboundOps(ServiceBase):
+    """Implements backends.base.InboundSink."""
+
+    def _is_local(self, address: str) -> bool:
+        return address.rpartition("@")[2].lower() == self.settings.domain
+
+    def check_recipient(self, address: str) -> tuple[int, str] | None:
+        address = address.strip().lower()
+        if not self._is_local(address):
+            return 550, f"5.7.1 relaying denied: this server accepts mail for {self.settings.domain} only"
+        with self.db.read() as s:
+            if s.exec(select(Inbox.id).where(Inbox.address == address)).first() is None:
+                return 550, f"5.1.1 <{address}>: no such mailbox"
+        return None
+
+    def check_sender(self, address: str | None, size: int | None) -> tuple[int, str] | None:
+        policy = self.policies.effective("default", "")
+        if isinstance(policy, PolicyError):
+            return 451, f"4.3.5 inbound policy unusable: {policy}"
+        sender = (address or "").lower()
+        if sender and address_matches(sender, policy.inbound.block_senders):
+            return 550, f"5.7.1 sender {sender} is blocked by inbound.block_senders"
+        if sender and not address_matches(sender, policy.inbound.allow_senders):
+            return 550, f"5.7.1 sender {sender} is not in inbound.allow_senders"
+        if size is not None and size > policy.inbound.max_message_bytes:
+            return 552, f"5.3.4 message size {size} exceeds inbound.max_message_bytes = {policy.inbound.max_message_bytes}"
+        return None
+
+    def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None:
+        parsed = parse_message(raw)
+        addresses = sorted({r.strip().lower() for r in recipients})
+        delivered: list[str] = []
+        with self.db.write() as s:
+            inboxes = s.exec(select(Inbox).where(Inbox.address.in_(addresses))).all()  # type: ignore[attr-defined]
+            for inbox in inboxes:
+                if self._already_have(s, inbox.id, raw):
+                    continue  # a retried delivery of bytes we stored: never a second copy
+                msg = to_new_message(parsed, raw, inbox.id, "in", ["inbox", "unread"])
+                insert_message(s, msg)
+                delivered.append(inbox.id)
+        for inbox_id in delivered:
+            self.notifier.notify(inbox_id)
+
+    def _already_have(self, s: Session, inbox_id: str, raw: bytes) -> bool:
+        digest = hashlib.sha256(raw).hexdigest()
+        return (
+            s.exec(
+                select(Message.pk).where(Message.inbox_id == inbox_id, Message.raw_sha256 == digest, Message.direction == "in")
+            ).first()
+            is not None
+        )

@@ -1,0 +1,74 @@
+"""Compiling a parsed search query (mail/query.py) into SQL over messages.
+
+Words, phrases, ``subject:`` and ``filename:`` go to the FTS5 index; addresses, labels, flags and
+dates are plain SQL on indexed columns. Results are newest first with a keyset on ``pk``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, not_, or_, text
+from sqlmodel import Session, select
+
+from ..errors import InvalidArgument
+from ..mail.query import Query, Term, fts5_split
+from .tables import Message, MessageLabel
+
+
+def _like(value: str) -> str:
+    return "%" + value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _label(name: str) -> ColumnElement[bool]:
+    return exists().where(MessageLabel.message_pk == Message.pk, MessageLabel.label == name)
+
+
+def _day(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _condition(term: Term) -> ColumnElement[bool] | None:
+    f, v = term.field, term.value
+    if f == "from":
+        return or_(Message.from_addr.like(_like(v), escape="\\"), Message.from_name.like(_like(v), escape="\\"))  # type: ignore[union-attr]
+    if f == "to":
+        return Message.to_addrs.like(_like(v), escape="\\")  # type: ignore[attr-defined]
+    if f == "cc":
+        return Message.cc_addrs.like(_like(v), escape="\\")  # type: ignore[attr-defined]
+    if f in ("label", "in"):
+        return _label(v)
+    if f == "is":
+        return _label("unread") if v == "unread" else not_(_label("unread"))
+    if f == "has":
+        return Message.has_attachments == True  # noqa: E712
+    # Dates: "before" is exclusive and "after" inclusive of whole UTC days, as in Gmail.
+    if f == "before":
+        return Message.received_at < _day(v)
+    if f == "after":
+        return Message.received_at >= _day(v)
+    return None  # full-text terms are handled by FTS5
+
+
+def compile_search(session: Session, query: Query, inbox_ids: list[str], after_pk: int | None, limit: int) -> list[Message]:
+    conds: list[Any] = [Message.inbox_id.in_(inbox_ids)]  # type: ignore[attr-defined]
+    for term in query.terms:
+        cond = _condition(term)
+        if cond is not None:
+            conds.append(not_(cond) if term.negated else cond)
+    positive, negative = fts5_split(query.terms)
+    if session.get_bind().dialect.name == "sqlite":
+        if positive:
+            conds.append(text("message.pk IN (SELECT rowid FROM message_fts WHERE message_fts MATCH :pos)").bindparams(pos=positive))
+        if negative:
+            conds.append(text("message.pk NOT IN (SELECT rowid FROM message_fts WHERE message_fts MATCH :neg)").bindparams(neg=negative))
+    elif positive or negative:
+        raise InvalidArgument("full-text search needs the SQLite store in this version")
+    if after_pk is not None:
+        conds.append(Message.pk < after_pk)  # type: ignore[operator]
+    stmt = select(Message).where(and_(*conds)).order_by(Message.pk.desc()).limit(limit)  # type: ignore[union-attr]
+    return list(session.exec(stmt).all())
+
+
+
