@@ -11,6 +11,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -135,6 +136,7 @@ def _outbox_loop(service: Any, stop: threading.Event) -> None:  # noqa: ANN401
     while not stop.wait(OUTBOX_INTERVAL_S):
         try:
             service.dispatch_due()
+            service.expire_approvals()
         except Exception:  # keep retrying: a transient database error must not end the worker
             log.exception("outbox pass failed")
 
@@ -176,21 +178,163 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_command(flag: dict[str, Any], done: str) -> Callable[[argparse.Namespace], int]:
+def operator() -> str:
+    """Who is acting, for the audit log: the login name of the person running the CLI."""
+    try:
+        return os.getlogin()
+    except OSError:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _state_command(action: str, done: str, doc: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        _service(_settings()).set_agent_flag(args.name, **flag)
+        _service(_settings()).set_agent_state(args.name, action, operator())
         print(f"agent {args.name} {done}")
         return 0
 
+    run.__doc__ = doc
     return run
 
 
-cmd_agents_verify = _flag_command({"verified": True}, "verified: the verified caps tier applies")
-cmd_agents_verify.__doc__ = "Move an agent to the verified caps tier.\n\nExample: inbox-mcp agents verify support-bot"
-cmd_agents_pause = _flag_command({"paused": True, "paused_reason": "paused by an operator"}, "paused: every send is refused")
-cmd_agents_pause.__doc__ = "Pause an agent: every send gets agent_paused; reads keep working.\n\nExample: inbox-mcp agents pause support-bot"
-cmd_agents_resume = _flag_command({"paused": False, "paused_reason": None}, "resumed")
-cmd_agents_resume.__doc__ = "Resume a paused agent.\n\nExample: inbox-mcp agents resume support-bot"
+cmd_agents_verify = _state_command(
+    "verify", "verified: the verified caps tier applies",
+    "Move an agent to the verified caps tier.\n\nExample: inbox-mcp agents verify support-bot",
+)
+cmd_agents_pause = _state_command(
+    "pause", "paused: every send is refused",
+    "Pause an agent: every send gets agent_paused; reads keep working.\n\nExample: inbox-mcp agents pause support-bot",
+)
+cmd_agents_resume = _state_command(
+    "resume", "resumed", "Resume a paused agent.\n\nExample: inbox-mcp agents resume support-bot"
+)
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    """Validate every policy file and print the effective policy of each agent. Exits non-zero
+    naming the file and key of the first problem in each broken file.
+
+    Example: inbox-mcp policy check ./policies"""
+    from .policy.loader import PolicyError, PolicyStore
+
+    settings = _settings()
+    directory = Path(args.dir) if args.dir else settings.policies
+    store = PolicyStore(directory, settings.domain)
+    agents: list[tuple[str, str]] = []
+    if args.dir is None or (settings.home / "inbox.db").exists() or settings.database_url:
+        agents = [(str(a["tenant"]), str(a["name"])) for a in _service(settings).list_agents()]
+    known = {name for _, name in agents}
+    for f in sorted((directory / "agents").glob("*.toml")):
+        if f.stem not in known:
+            agents.append(("default", f.stem))
+    tenants = sorted({t for t, _ in agents} | {f.stem for f in (directory / "tenants").glob("*.toml")})
+    errors = 0
+    for tenant in tenants:
+        result = store.effective(tenant, "")
+        if isinstance(result, PolicyError):
+            errors += 1
+            print(f"error: tenant {tenant}: {result}", file=sys.stderr)
+    report: dict[str, Any] = {}
+    for tenant, name in sorted(agents, key=lambda x: x[1]):
+        result = store.effective(tenant, name)
+        if isinstance(result, PolicyError):
+            errors += 1
+            print(f"error: agent {name}: {result} -> every send of {name} is denied", file=sys.stderr)
+            report[name] = {"tenant": tenant, "error": str(result)}
+        else:
+            report[name] = {"tenant": tenant, "policy": result.model_dump()}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, r in report.items():
+            if "error" in r:
+                print(f"{name} (tenant {r['tenant']}): DENY ALL — {r['error']}")
+                continue
+            p = r["policy"]
+            caps = p["caps"]
+            print(
+                f"{name} (tenant {r['tenant']}): may send to {', '.join(p['recipients']['allow']) or 'nobody'}"
+                + (f" except {', '.join(p['recipients']['block'])}" if p["recipients"]["block"] else "")
+                + f"; unverified {caps['unverified']['per_minute']}/min {caps['unverified']['per_hour']}/h {caps['unverified']['per_day']}/day"
+                + f", verified {caps['verified']['per_minute']}/min {caps['verified']['per_hour']}/h {caps['verified']['per_day']}/day"
+                + f"; ≤{caps['max_recipients']} recipients, ≤{caps['max_message_bytes']} bytes"
+                + ("; first contact held for approval" if p["approval"]["hold_first_contact"] else "")
+            )
+    print(f"{len(report)} agent(s), {errors} error(s) in {directory}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _print_approval(a: Any, out: Any = None) -> None:  # noqa: ANN401
+    print(json.dumps(a.model_dump(mode="json"), indent=2), file=out or sys.stdout)
+
+
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    """List held sends (pending by default).
+
+    Example: inbox-mcp approvals list --status all --json"""
+    rows = _service(_settings()).list_approvals(None if args.status == "all" else args.status)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows]))
+    else:
+        for r in rows:
+            print(f"{r.approval_id}\t{r.status}\t{r.rule}\t{', '.join(r.to + r.cc + r.bcc)}\t{r.subject}")
+    return 0
+
+
+def cmd_approvals_show(args: argparse.Namespace) -> int:
+    """Show one held send: recipients, subject, the rule that held it.
+
+    Example: inbox-mcp approvals show apr_0123abcd"""
+    _print_approval(_service(_settings()).show_approval(args.id))
+    return 0
+
+
+def cmd_approvals_approve(args: argparse.Namespace) -> int:
+    """Approve a held send: it goes out once, counting against the agent's caps.
+
+    Example: inbox-mcp approvals approve apr_0123abcd"""
+    approval, result = _service(_settings()).approve(args.id, operator())
+    print(f"approved {approval.approval_id}: {result.status} as {result.message_id}")
+    return 0
+
+
+def cmd_approvals_reject(args: argparse.Namespace) -> int:
+    """Reject a held send: it never goes out.
+
+    Example: inbox-mcp approvals reject apr_0123abcd --reason 'not our customer'"""
+    approval = _service(_settings()).reject(args.id, operator(), args.reason)
+    print(f"rejected {approval.approval_id}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Recompute the audit log's hash chain; exit non-zero naming the first broken record.
+
+    Example: inbox-mcp audit verify"""
+    from .policy import audit
+
+    service = _service(_settings())
+    with service.db.read() as s:
+        n, broken = audit.verify(s)
+    if broken:
+        print(f"conflict: audit record {broken.seq} is broken: {broken.problem} ({n} records checked)", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {n} records, chain verified")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Write the audit log as JSON lines (one record per line, with its hashes).
+
+    Example: inbox-mcp audit export > audit.jsonl"""
+    from .policy import audit
+
+    service = _service(_settings())
+    with service.db.read() as s:
+        for rec in audit.iter_records(s):
+            sys.stdout.write(audit.as_json(rec) + "\n")
+    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -213,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(parent: Any, name: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:  # noqa: ANN401
         doc = fn.__doc__ or ""
-        sp = parent.add_parser(name, help=doc.splitlines()[0], description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        body, _, example = doc.partition("Example:")
+        sp = parent.add_parser(
+            name, help=doc.splitlines()[0], description=" ".join(body.split()),
+            epilog="Example: " + " ".join(example.split()), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.set_defaults(func=fn)
         return sp
 
@@ -233,6 +381,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     for name, fn in (("verify", cmd_agents_verify), ("pause", cmd_agents_pause), ("resume", cmd_agents_resume)):
         add(agents, name, fn).add_argument("name")
+
+    policy = sub.add_parser("policy", help="policy files").add_subparsers(dest="policy_command", required=True)
+    sp = add(policy, "check", cmd_policy_check)
+    sp.add_argument("dir", nargs="?", help="policy directory (default: INBOX_MCP_POLICY_DIR or <home>/policies)")
+    sp.add_argument("--json", action="store_true")
+
+    approvals = sub.add_parser("approvals", help="the approval queue").add_subparsers(dest="approvals_command", required=True)
+    sp = add(approvals, "list", cmd_approvals_list)
+    sp.add_argument("--status", choices=["pending", "approved", "rejected", "expired", "all"], default="pending")
+    sp.add_argument("--json", action="store_true")
+    for name, fn in (("show", cmd_approvals_show), ("approve", cmd_approvals_approve)):
+        add(approvals, name, fn).add_argument("id")
+    sp = add(approvals, "reject", cmd_approvals_reject)
+    sp.add_argument("id")
+    sp.add_argument("--reason", required=True)
+
+    audit_p = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    add(audit_p, "verify", cmd_audit_verify)
+    add(audit_p, "export", cmd_audit_export)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     add(db, "upgrade", cmd_db_upgrade)

@@ -15,16 +15,13 @@ Every adapter renders an error the same way: ``"<code>: <sentence>"``. The MCP l
 text first in a tool error, REST puts ``{"error": code, "message": sentence}`` in the body with
 ``http_status``, the CLI prints it and exits non-zero.
 
-The class derives from the MCP SDK's ``ToolError`` so that the SDK treats it as a deliberate
-failure the model should read, not a crash whose text is hidden.
+This module imports nothing heavy: the CLI and the service use it without loading the MCP SDK.
 """
 
 from __future__ import annotations
 
-from mcp.server.mcpserver.exceptions import ToolError
 
-
-class InboxError(ToolError):
+class InboxError(Exception):
     code = "internal"
     http_status = 500
 

@@ -21,6 +21,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from .contract import (
+    ApprovalOut,
     AttachmentContent,
     AttachmentIn,
     CheckSendOut,
@@ -337,6 +338,13 @@ def build_server(app: AppContext) -> InboxMCPServer:
     ) -> CheckSendOut:
         """Ask what a send_message with these arguments would meet right now (allow, hold for approval, or deny, with the rule and reason), without sending or using up any cap."""
         return await run(svc.check_send, agent_of(ctx), inbox_id, to, subject, text, html, cc, bcc, attachments)
+
+    @server.tool(annotations=READ)
+    async def get_approval(
+        ctx: Context, approval_id: Annotated[str, Field(description="the approval_id a held send returned")]
+    ) -> ApprovalOut:
+        """See what became of a send that was held for a human (status pending, approved, rejected or expired; message_id once sent). Do not resend a held message: it goes out by itself when approved."""
+        return await run(svc.get_approval, agent_of(ctx), approval_id)
 
     # --- drafts -----------------------------------------------------------------------------
 

@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 TAKEOVER_INTERVAL_S = 2.0
 
 
+class TolerantSMTP(SMTP):
+    # RFC 5321 caps lines at 1000 octets, but real senders exceed it and we store malformed mail
+    # raw rather than refuse it (Postfix, likewise, accepts and splits long lines). The message
+    # size limit still bounds the whole.
+    line_length_limit = 1_048_576
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return TolerantSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class InboundHandler:
     def __init__(self, sink: InboundSink, max_bytes: int) -> None:
         self.sink = sink
@@ -107,7 +119,7 @@ class SMTPListener:
             return False
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        controller = Controller(
+        controller = _Controller(
             self.handler, hostname=self.host, port=self.port, data_size_limit=self.max_bytes,
             decode_data=False, server_hostname=self.host, ready_timeout=10,
         )

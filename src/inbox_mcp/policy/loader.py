@@ -8,6 +8,7 @@ key; the engine turns that into a denial for exactly the agents the file applies
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -53,20 +54,26 @@ class PolicyStore:
     def __init__(self, directory: Path, domain: str) -> None:
         self.directory = directory
         self.domain = domain
-        self._cache: dict[Path, tuple[float, dict[str, Any] | PolicyError | None]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any] | PolicyError | None]] = {}
         self._lock = threading.Lock()
+        self._reloads: list[tuple[str, str]] = []
 
     def _read(self, path: Path) -> dict[str, Any] | PolicyError | None:
         try:
-            mtime = path.stat().st_mtime_ns
+            st = path.stat()
         except FileNotFoundError:
             return None
+        # Size and inode too: an editor that replaces the file within one clock tick still counts.
+        mtime = (st.st_mtime_ns, st.st_size, st.st_ino)
         with self._lock:
             hit = self._cache.get(path)
             if hit and hit[0] == mtime:
                 return hit[1]
         try:
-            data: dict[str, Any] | PolicyError = _expand(tomllib.loads(path.read_text("utf-8")), self.domain)
+            blob = path.read_bytes()
+            if hit is not None:  # changed since this process last read it: an audited reload
+                self._reloads.append((self._name(path), hashlib.sha256(blob).hexdigest()))
+            data: dict[str, Any] | PolicyError = _expand(tomllib.loads(blob.decode("utf-8")), self.domain)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             data = PolicyError(self._name(path), "", f"is not valid TOML: {e}")
         except OSError as e:
@@ -74,6 +81,12 @@ class PolicyStore:
         with self._lock:
             self._cache[path] = (mtime, data)
         return data
+
+    def drain_reloads(self) -> list[tuple[str, str]]:
+        """(file, sha256) of every policy file re-read since the last call, for the audit log."""
+        with self._lock:
+            out, self._reloads = self._reloads, []
+        return out
 
     def _name(self, path: Path) -> str:
         try:

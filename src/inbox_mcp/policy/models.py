@@ -42,6 +42,9 @@ class Caps(_Strict):
     max_inboxes: int = Field(3, ge=0)
     unverified: Tier = Tier(per_minute=5, per_hour=10, per_day=10)
     verified: Tier = Tier(per_minute=60, per_hour=1000, per_day=5000)
+    # Sends from any one inbox, whichever the tier: stops one address from carrying all of a
+    # verified agent's volume (an extension of DESIGN.md §5).
+    per_inbox: Tier = Tier(per_minute=30, per_hour=500, per_day=2000)
 
 
 DETECTORS = ("private_key", "aws_key", "github_token", "slack_token", "openai_key", "card_number")

@@ -11,6 +11,7 @@ from ..policy.loader import BUNDLED_DEFAULT, PolicyError, PolicyStore
 from ..settings import Settings
 from ..store.db import Database
 from .base import AgentRef
+from .approvals import ApprovalOps
 from .drafts import DraftOps
 from .identity import IdentityOps
 from .inbound import InboundOps
@@ -18,7 +19,7 @@ from .reading import ReadingOps
 from .waiting import WaitOps
 
 
-class Service(IdentityOps, InboundOps, ReadingOps, DraftOps, WaitOps):
+class Service(IdentityOps, InboundOps, ReadingOps, DraftOps, ApprovalOps, WaitOps):
     pass
 
 

@@ -12,8 +12,9 @@ from ..mail.compose import check_header_value
 from ..store.ids import new_id
 from ..store.tables import Draft, Message, utcnow
 from .base import AgentRef
-from .sending import MAX_SUBJECT_CHARS, Outgoing, SendOps, _addresses
-
+from .outgoing import MAX_SUBJECT_CHARS, Outgoing
+from .outgoing import addresses as _addresses
+from .sending import SendOps
 
 
 def draft_out(d: Draft, in_reply_to_id: str | None) -> DraftOut:
@@ -99,6 +100,7 @@ class DraftOps(SendOps):
                 if orig is not None:
                     threaded = self._reply_outgoing(orig, inbox, reply_all=False)
                     out.in_reply_to, out.references = threaded.in_reply_to, threaded.references
+                    out.answers_auto_submitted = threaded.answers_auto_submitted
         result = self._submit(agent, out, idempotency_key or f"draft:{draft_id}")
         with self.db.write() as s:
             row = s.get(Draft, draft_id)

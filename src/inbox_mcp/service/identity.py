@@ -16,8 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from ..contract import InboxList, InboxOut
-from ..errors import Conflict, InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, Unauthenticated
+from ..errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PolicyDenied,
+    QuotaExceeded,
+    Unauthenticated,
+)
 from ..mail.compose import check_header_value
+from ..policy import audit
 from ..policy.loader import PolicyError
 from ..store.ids import new_id
 from ..store.tables import Agent, Inbox, Tenant
@@ -70,13 +78,13 @@ class IdentityOps(ServiceBase):
             raise Conflict(f"agent {name!r} already exists") from None
         return ref, key
 
-    def list_agents(self) -> list[dict[str, object]]:
+    def list_agents(self) -> list[dict[str, object]]:  # noqa: D401
         with self.db.read() as s:
             rows = s.exec(select(Agent, Tenant).join(Tenant).order_by(Agent.name)).all()
             counts = dict(s.exec(select(Inbox.agent_id, func.count()).group_by(Inbox.agent_id)).all())
         return [
             {
-                "name": a.name, "tenant": t.name, "verified": a.verified, "paused": a.paused,
+                "name": a.name, "tenant": t.name, "verified": a.verified, "paused": a.paused, "paused_reason": a.paused_reason,
                 "inboxes": counts.get(a.id, 0), "created_at": a.created_at.isoformat(),
             }
             for a, t in rows
@@ -100,14 +108,22 @@ class IdentityOps(ServiceBase):
                 raise NotFound(f"agent {name!r} does not exist")
             return self.agent_ref(s, row)
 
-    def set_agent_flag(self, name: str, **flags: object) -> None:
+    def set_agent_state(self, name: str, action: str, by: str) -> None:
+        """verify | pause | resume, by an operator: takes effect at once in every process (the
+        state lives in the database) and is audited."""
+        changes = {
+            "verify": {"verified": True},
+            "pause": {"paused": True, "paused_reason": f"paused by {by}"},
+            "resume": {"paused": False, "paused_reason": None},
+        }[action]
         with self.db.write() as s:
             row = s.exec(select(Agent).where(Agent.name == name)).first()
             if row is None:
                 raise NotFound(f"agent {name!r} does not exist")
-            for k, v in flags.items():
+            for k, v in changes.items():
                 setattr(row, k, v)
             s.add(row)
+            audit.append(s, actor=f"operator:{by}", action=f"agent.{action}", target=name, decision=action)
 
     # --- inboxes ----------------------------------------------------------------------------
 

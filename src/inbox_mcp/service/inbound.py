@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from ..mail.parse import ParsedMessage, parse_message
 from ..mail.subjects import normalize_subject
+from ..policy import audit
+from ..policy.engine import bounce_rate_exceeded
 from ..policy.loader import PolicyError
 from ..policy.models import address_matches
 from ..store.messages import NewAttachment, NewMessage, insert_message
-from ..store.tables import Inbox, Message
+from ..store.tables import Agent, Bounce, Inbox, Message, SendEvent, Tenant, utcnow
 from .base import ServiceBase
+
+if TYPE_CHECKING:
+    from ..mail.dsn import Bounce as BounceReport
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,10 @@ class InboundOps(ServiceBase):
         return None
 
     def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None:
+        from ..mail.dsn import parse_bounce
+
         parsed = parse_message(raw)
+        bounce = parse_bounce(raw)
         addresses = sorted({r.strip().lower() for r in recipients})
         delivered: list[str] = []
         with self.db.write() as s:
@@ -87,8 +97,52 @@ class InboundOps(ServiceBase):
                 msg = to_new_message(parsed, raw, inbox.id, "in", ["inbox", "unread"])
                 insert_message(s, msg)
                 delivered.append(inbox.id)
+                if bounce is not None:
+                    self._record_bounce(s, inbox, bounce)
         for inbox_id in delivered:
             self.notifier.notify(inbox_id)
+
+    def _record_bounce(self, s: Session, inbox: Inbox, bounce: BounceReport) -> None:
+        """A delivery-status notification about one of this inbox's own messages: its delivery
+        status becomes readable, and permanent failures count towards the bounce-rate rule."""
+        ids = bounce.original_message_ids
+        if not ids:
+            return
+        ours = s.exec(
+            select(Message).where(Message.inbox_id == inbox.id, Message.direction == "out", Message.message_id_header.in_(ids))  # type: ignore[union-attr]
+        ).all()
+        for msg in ours:
+            if bounce.permanent:
+                msg.status = "bounced"
+                s.add(msg)
+                for rcpt in bounce.recipients or [""]:
+                    s.add(Bounce(agent_id=inbox.agent_id, message_pk=msg.pk, recipient=rcpt, status=bounce.status, permanent=True))  # type: ignore[arg-type]
+            elif msg.status == "sent":
+                msg.status = "delayed"
+                s.add(msg)
+        if ours and bounce.permanent:
+            s.flush()
+            self._pause_on_bounce_rate(s, inbox.agent_id)
+
+    def _pause_on_bounce_rate(self, s: Session, agent_id: str) -> None:
+        agent = s.get(Agent, agent_id)
+        if agent is None or agent.paused:
+            return
+        tenant = s.get(Tenant, agent.tenant_id)
+        policy = self.policies.effective(tenant.name if tenant else "default", agent.name)
+        if isinstance(policy, PolicyError):
+            return
+        since = utcnow() - timedelta(hours=24)
+        sends = s.exec(select(func.count()).select_from(SendEvent).where(SendEvent.agent_id == agent_id, SendEvent.at > since)).one()
+        bounces = s.exec(select(func.count()).select_from(Bounce).where(Bounce.agent_id == agent_id, Bounce.at > since)).one()
+        if bounce_rate_exceeded(policy, sends, bounces):
+            reason = (
+                f"agent {agent.name} paused automatically: {bounces} bounces for {sends} sends in 24 h exceed "
+                f"anomaly.bounce_rate = {policy.anomaly.bounce_rate}; an operator must resume it"
+            )
+            agent.paused, agent.paused_reason = True, reason
+            s.add(agent)
+            audit.append(s, actor="system", action="agent.pause", target=agent.name, decision="pause", rule="anomaly.bounce_rate", detail=reason)
 
     def _already_have(self, s: Session, inbox_id: str, raw: bytes) -> bool:
         digest = hashlib.sha256(raw).hexdigest()

@@ -28,7 +28,15 @@ from ..store.blobs import get_blob
 from ..store.cursors import decode_cursor, encode_cursor, scope_digest
 from ..store.messages import add_labels, remove_labels, thread_labels
 from ..store.search import compile_search
-from ..store.tables import Attachment, Draft, Inbox, Message, MessageLabel, Thread, ThreadLabel
+from ..store.tables import (
+    Attachment,
+    Draft,
+    Inbox,
+    Message,
+    MessageLabel,
+    Thread,
+    ThreadLabel,
+)
 from .base import AgentRef, ServiceBase
 from .views import DEFAULT_MAX_CHARS, message_out, message_summary
 

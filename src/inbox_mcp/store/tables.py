@@ -167,14 +167,74 @@ class Outbox(SQLModel, table=True):
 
 
 class SendEvent(SQLModel, table=True):
-    """One row per message that actually went out: what send caps count (rolling windows)."""
+    """One row per message that actually went out: what send caps count (rolling windows), and
+    what duplicate-send loop protection compares (body digest per recipient)."""
 
-    __table_args__ = (Index("ix_sendevent_agent_at", "agent_id", "at"),)
+    __table_args__ = (
+        Index("ix_sendevent_agent_at", "agent_id", "at"),
+        Index("ix_sendevent_inbox_at", "inbox_id", "at"),
+    )
     pk: int | None = Field(default=None, primary_key=True)
     agent_id: str = Field(foreign_key="agent.id")
     inbox_id: str
     at: datetime = Field(default_factory=utcnow)
     recipients: int = 1
+    new_recipients: int = 0
+    addresses: str = "[]"  # JSON list
+    body_digest: str = ""
+
+
+class Approval(SQLModel, table=True):
+    """A send held for a human. The composed bytes are kept, so what is approved is exactly what
+    was held; nothing is stored as sent until approval."""
+
+    __table_args__ = (Index("ix_approval_status", "status", "expires_at"),)
+    id: str = Field(primary_key=True)
+    agent_id: str = Field(foreign_key="agent.id", index=True)
+    inbox_id: str = Field(foreign_key="inbox.id")
+    status: str = "pending"  # pending | approved | rejected | expired
+    rule: str
+    reason: str
+    raw_sha256: str = Field(foreign_key="blob.sha256")
+    request: str  # JSON: recipients, to/cc/bcc, subject, body digest, size
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decision_reason: str | None = None
+    message_id: str | None = None  # our public message id once sent
+
+
+class Bounce(SQLModel, table=True):
+    """A delivery-status notification that refers to one of an agent's own messages."""
+
+    __table_args__ = (Index("ix_bounce_agent_at", "agent_id", "at"),)
+    pk: int | None = Field(default=None, primary_key=True)
+    agent_id: str = Field(foreign_key="agent.id")
+    message_pk: int = Field(foreign_key="message.pk")
+    recipient: str = ""
+    status: str | None = None
+    permanent: bool = True
+    at: datetime = Field(default_factory=utcnow)
+
+
+class AuditRecord(SQLModel, table=True):
+    """Append-only and SHA-256 hash-chained: each record's hash covers its fields and the previous
+    record's hash, so an edit or deletion anywhere breaks every later link. SQLite triggers
+    refuse UPDATE and DELETE; ``inbox-mcp audit verify`` finds tampering that bypassed them."""
+
+    __tablename__ = "audit"
+    seq: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str  # agent:<name> | operator:<who> | system
+    action: str  # send.decision, approval.approve, agent.pause, policy.reload, …
+    target: str = ""
+    decision: str = ""
+    rule: str = ""
+    detail: str = ""
+    content_digest: str = ""
+    prev_hash: str
+    hash: str = Field(unique=True)
 
 
 class Contact(SQLModel, table=True):

@@ -9,8 +9,16 @@ config = context.config
 connection = config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through `inbox-mcp db upgrade`, which passes a connection")
+
+
+def _include_name(name, type_, parent_names):  # type: ignore[no-untyped-def]
+    # The FTS5 index and its shadow tables are raw DDL, invisible to the models.
+    return not (type_ == "table" and name and name.startswith("message_fts"))
+
+
 context.configure(
     connection=connection,
+    include_name=_include_name,
     target_metadata=SQLModel.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
 )

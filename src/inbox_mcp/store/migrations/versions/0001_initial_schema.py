@@ -4,7 +4,8 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-26
 
-The first tables, plus the SQLite FTS5 index that search uses (rowid = message.pk).
+The first tables; the SQLite FTS5 index that search uses (rowid = message.pk); triggers that
+make the audit table append-only.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -18,6 +19,21 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('audit',
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('target', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('decision', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('content_digest', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('prev_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('hash')
+    )
     op.create_table('blob',
     sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
@@ -84,11 +100,39 @@ def upgrade() -> None:
     sa.Column('inbox_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('recipients', sa.Integer(), nullable=False),
+    sa.Column('new_recipients', sa.Integer(), nullable=False),
+    sa.Column('addresses', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('body_digest', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agent.id'], ),
     sa.PrimaryKeyConstraint('pk')
     )
     with op.batch_alter_table('sendevent', schema=None) as batch_op:
         batch_op.create_index('ix_sendevent_agent_at', ['agent_id', 'at'], unique=False)
+        batch_op.create_index('ix_sendevent_inbox_at', ['inbox_id', 'at'], unique=False)
+
+    op.create_table('approval',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('agent_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('inbox_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('raw_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('request', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('decided_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('decided_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('decision_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.ForeignKeyConstraint(['agent_id'], ['agent.id'], ),
+    sa.ForeignKeyConstraint(['inbox_id'], ['inbox.id'], ),
+    sa.ForeignKeyConstraint(['raw_sha256'], ['blob.sha256'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('approval', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approval_agent_id'), ['agent_id'], unique=False)
+        batch_op.create_index('ix_approval_status', ['status', 'expires_at'], unique=False)
 
     op.create_table('draft',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -197,6 +241,21 @@ def upgrade() -> None:
     with op.batch_alter_table('attachment', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_attachment_message_pk'), ['message_pk'], unique=False)
 
+    op.create_table('bounce',
+    sa.Column('pk', sa.Integer(), nullable=False),
+    sa.Column('agent_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('message_pk', sa.Integer(), nullable=False),
+    sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('permanent', sa.Boolean(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['agent_id'], ['agent.id'], ),
+    sa.ForeignKeyConstraint(['message_pk'], ['message.pk'], ),
+    sa.PrimaryKeyConstraint('pk')
+    )
+    with op.batch_alter_table('bounce', schema=None) as batch_op:
+        batch_op.create_index('ix_bounce_agent_at', ['agent_id', 'at'], unique=False)
+
     op.create_table('messagelabel',
     sa.Column('message_pk', sa.Integer(), nullable=False),
     sa.Column('label', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -235,10 +294,17 @@ def upgrade() -> None:
             "CREATE VIRTUAL TABLE message_fts USING fts5("
             "subject, body, addresses, filenames, tokenize='unicode61 remove_diacritics 2')"
         )
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_no_{verb.lower()} BEFORE {verb} ON audit "
+                f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+            )
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS message_fts")
+        op.execute("DROP TRIGGER IF EXISTS audit_no_update")
+        op.execute("DROP TRIGGER IF EXISTS audit_no_delete")
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_status_next')
         batch_op.drop_index(batch_op.f('ix_outbox_agent_id'))
@@ -248,6 +314,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messagelabel_label')
 
     op.drop_table('messagelabel')
+    with op.batch_alter_table('bounce', schema=None) as batch_op:
+        batch_op.drop_index('ix_bounce_agent_at')
+
+    op.drop_table('bounce')
     with op.batch_alter_table('attachment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attachment_message_pk'))
 
@@ -273,7 +343,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_draft_inbox_id'))
 
     op.drop_table('draft')
+    with op.batch_alter_table('approval', schema=None) as batch_op:
+        batch_op.drop_index('ix_approval_status')
+        batch_op.drop_index(batch_op.f('ix_approval_agent_id'))
+
+    op.drop_table('approval')
     with op.batch_alter_table('sendevent', schema=None) as batch_op:
+        batch_op.drop_index('ix_sendevent_inbox_at')
         batch_op.drop_index('ix_sendevent_agent_at')
 
     op.drop_table('sendevent')
@@ -289,3 +365,4 @@ def downgrade() -> None:
     op.drop_table('agent')
     op.drop_table('tenant')
     op.drop_table('blob')
+    op.drop_table('audit')
