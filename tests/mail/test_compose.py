@@ -107,7 +107,8 @@ def test_round_trip_non_ascii_and_attachments():
 
 
 def test_html_only_gets_a_text_part():
-    c = _compose(text=None, html="<h1>Welcome</h1><p>Visit <a href='https://example.com/x'>our site</a>.</p><script>bad()</script>")
+    html = "<h1>Welcome</h1><p>Visit <a href='https://example.com/x'>our site</a>.</p><script>bad()</script>"
+    c = _compose(text=None, html=html)
     msg = _std(c.raw)
     assert msg.get_content_type() == "multipart/alternative"
     plain, html = msg.get_payload()

@@ -763,13 +763,18 @@ Content-Disposition: attachment
         forwarded_bounce(),
         # A person's subject that looks like a bounce: no daemon sender, no bounce headers.
         ORDINARY.replace(b"Subject: Re: Your ticket", b"Subject: Undeliverable: my ticket"),
+        # A courier's automated notice: auto-generated, but about a parcel.
+        ORDINARY.replace(b"Subject: Re: Your ticket #4411 was updated", b"Subject: Delivery notification: parcel arrives Tuesday\r\nAuto-Submitted: auto-generated"),
         # A daemon sender without a bounce subject (a postmaster writing by hand).
         ORDINARY.replace(b"From: Bob <bob@example.org>", b"From: postmaster@example.org"),
         b"",
         b"\x00\xff\xfe garbage",
         b"Subject: hi\r\n\r\nbody",
     ],
-    ids=["ordinary", "out-of-office", "read-receipt", "abuse-report", "forwarded-bounce", "human-subject", "postmaster-human", "empty", "garbage", "minimal"],
+    ids=[
+        "ordinary", "out-of-office", "read-receipt", "abuse-report", "forwarded-bounce", "human-subject",
+        "courier-notice", "postmaster-human", "empty", "garbage", "minimal",
+    ],
 )
 def test_not_bounces(raw: bytes) -> None:
     assert parse_bounce(raw) is None

@@ -26,7 +26,8 @@ def test_links_keep_their_url():
 
 
 def test_images_become_alt_text_never_urls():
-    text = html_to_text('<p>Logo:<img src="https://track.example/p.gif" alt="ACME"><img src="https://track.example/q.gif"></p>')
+    text = html_to_text('<p>Logo:<img src="https://track.example/p.gif" alt="ACME">'
+                        '<img src="https://track.example/q.gif"></p>')
     assert "ACME" in text
     assert "track.example" not in text
 

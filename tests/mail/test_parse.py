@@ -119,7 +119,8 @@ def test_enmime_expectations():
         0x5F, 0x92, 0x58, 0xA8, 0x75,
     ])
 
-    for name in ["html-mime-inline.raw", "html-mime-bad-charset-inline.raw", "html-mime-bad-unknown-charset-inline.raw"]:
+    for name in ["html-mime-inline.raw", "html-mime-bad-charset-inline.raw",
+                 "html-mime-bad-unknown-charset-inline.raw"]:
         p = _parse("enmime", f"mail/{name}")  # TestParseInline*Text
         assert p.text == "Test of text section", name
 
@@ -212,7 +213,8 @@ def test_iso_2022_jp():
 
 
 def test_unknown_and_missing_charsets():
-    p = parse_message(_raw("Subject: x\nContent-Type: text/plain; charset=x-no-such-charset\n", "naïve ☃\r\n".encode()))
+    headers = "Subject: x\nContent-Type: text/plain; charset=x-no-such-charset\n"
+    p = parse_message(_raw(headers, "naïve ☃\r\n".encode()))
     assert p.text == "naïve ☃"  # valid UTF-8 under a label nobody knows
     assert any("x-no-such-charset" in d for d in p.defects)
     p = parse_message(_raw("Subject: x\nContent-Type: text/plain\n", "déjà vu\r\n".encode("cp1252")))
@@ -259,7 +261,8 @@ def test_threading_headers_and_auto_submitted():
 
 
 def test_html_only_gets_text():
-    raw = _raw("Subject: h\nContent-Type: text/html; charset=utf-8\n", b"<p>Hello <b>world</b></p><script>x()</script>\r\n")
+    headers = "Subject: h\nContent-Type: text/html; charset=utf-8\n"
+    raw = _raw(headers, b"<p>Hello <b>world</b></p><script>x()</script>\r\n")
     p = parse_message(raw)
     assert p.text == "Hello world"
     assert "<script>" in p.html  # raw HTML is kept; sanitising happens on output
@@ -269,8 +272,10 @@ def test_attachment_without_name_gets_one():
     raw = _raw(
         'Subject: a\nContent-Type: multipart/mixed; boundary="B"\n',
         b"--B\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
-        b"--B\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <img1@x>\r\n\r\niVBORw0KGgo=\r\n"
-        b"--B\r\nContent-Type: application/x-unknown-thing\r\nContent-Disposition: attachment; filename=\"../../etc/passwd\"\r\n\r\nzz\r\n"
+        b"--B\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-ID: <img1@x>\r\n\r\niVBORw0KGgo=\r\n"
+        b"--B\r\nContent-Type: application/x-unknown-thing\r\n"
+        b"Content-Disposition: attachment; filename=\"../../etc/passwd\"\r\n\r\nzz\r\n"
         b"--B--\r\n",
     )
     p = parse_message(raw)

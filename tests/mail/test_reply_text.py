@@ -10,7 +10,7 @@ import pytest
 from inbox_mcp.mail.html_text import html_to_text
 from inbox_mcp.mail.parse import parse_message
 from inbox_mcp.mail.reply_text import extract_reply_text
-from tests.corpora import corpus_dir, talon_plain_cases
+from tests.corpora import all_corpus_files, corpus_dir, talon_plain_cases
 
 STANDARD_REPLIES = [
     "android", "aol", "apple_mail", "apple_mail_2", "comcast", "gmail", "hotmail",
@@ -78,6 +78,24 @@ def test_talon_text_quotation_cases():
 def test_deliberate_differences_are_still_talon_cases():
     names = {name for name, _, _ in talon_plain_cases()}
     assert set(DELIBERATE_DIFFERENCES) <= names
+
+
+@pytest.mark.parametrize(
+    "indicator",
+    ["Original Message", "Reply Message", "Ursprüngliche Nachricht", "Antwort Nachricht", "Oprindelig meddelelse",
+     "Message d'origine", "Mensaje original"],
+)
+def test_original_message_separators(indicator):
+    # The first five are talon's _check_pattern_original_message cases.
+    assert extract_reply_text(f"Test reply\n\n-----{indicator}-----\n\nTest") == "Test reply"
+
+
+def test_dashed_banner_that_is_not_a_separator():
+    # talon's test_feedback_below_left_unparsed
+    body = ("Please enter your feedback below. Thank you.\n\n"
+            "------------------------------------- Enter Feedback Below -------------------------------------\n\n"
+            "The user experience was unparallelled. Please continue production.")
+    assert extract_reply_text(body) == body
 
 
 GMAIL = """Sounds good, see you then.
@@ -245,6 +263,17 @@ def test_never_empty_when_there_is_text():
 
 def test_reply_text_of_html_only_gmail_reply():
     html = ('<div dir="ltr">Works for me.</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">'
-            'On Mon, Mar 3, 2025 at 10:02 AM Alice &lt;<a href="mailto:alice@example.com">alice@example.com</a>&gt; wrote:<br>'
+            'On Mon, Mar 3, 2025 at 10:02 AM Alice &lt;<a href="mailto:alice@example.com">alice@example.com</a>&gt;'
+            ' wrote:<br>'
             '</div><blockquote class="gmail_quote">Does Tuesday work?</blockquote></div>')
     assert extract_reply_text(html_to_text(html)) == "Works for me."
+
+
+def test_every_corpus_text_gives_a_reply_drawn_from_it():
+    for path in all_corpus_files():
+        text = parse_message(path.read_bytes()).text
+        reply = extract_reply_text(text)
+        assert bool(reply) == bool(text.strip()), path
+        normalized = text.replace("\r\n", "\n").replace("\u00a0", " ")
+        for line in reply.splitlines():
+            assert line.strip() in normalized, (path, line)  # never invents text

@@ -76,7 +76,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:\[[^\]]{0,40}\]\s*)?(?:"
     r"undelivered mail|undeliverable|undelivered|returned mail|failure notice|mail delivery failed"
     r"|mail delivery failure|delivery status notification \((?:failure|delay)\)|delivery failure"
-    r"|delivery (?:has )?failed|delivery notification|non[- ]?delivery|message not delivered"
+    r"|delivery (?:has )?failed|delivery notification: (?:delivery has failed|delay)|non[- ]?delivery|message not delivered"
     r"|message could not be delivered|could not send message|warning: could not send message"
     r"|warning: message \S+ delayed|delayed mail|delivery delayed|mail system error"
     r"|unzustellbar|non remis|non recapitabile|no se puede entregar|onbestelbaar|olevererbart"

@@ -69,7 +69,9 @@ _OTHER_KEYS = (
     r"Отправлено|Кому|Тема|Дата|Lähetetty|Vastaanottaja|Aihe|Enviada|Assunto|Cc|Kopie|送信日時|宛先|件名|"
     r"发送时间|收件人|主题"
 )
-_HEADER_LINE = re.compile(rf"^[\s*_]*(?P<key>{_FROM_KEYS}|{_OTHER_KEYS})[\s*_]*[:：][\s*_]*(?P<value>.*)$", re.IGNORECASE)
+_HEADER_LINE = re.compile(
+    rf"^[\s*_]*(?P<key>{_FROM_KEYS}|{_OTHER_KEYS})[\s*_]*[:：][\s*_]*(?P<value>.*)$", re.IGNORECASE
+)
 _FROM_LINE = re.compile(rf"^[\s*_]*({_FROM_KEYS})[\s*_]*[:：]", re.IGNORECASE)
 _DATE_KEY = re.compile(r"^[\s*_]*(Date|Sent|Datum|Gesendet|Envoyé|Enviado|Skickat|Sendt)\b", re.IGNORECASE)
 # "________________________________" before Outlook headers; "* * *" is an <hr> after html_to_text.
@@ -80,7 +82,8 @@ _MOBILE_FOOTER = re.compile(
     r"^\s*(Sent from my \w[\w -]{0,30}|Sent from (Outlook|Mail|Yahoo Mail|Samsung Mobile|Gmail|AOL|"
     r"ProtonMail|Proton Mail|my mobile device|my phone)\b.{0,60}|Sent with (Sparrow|Spark|Airmail)\b.{0,60}|"
     r"Get Outlook for (iOS|Android)\b.{0,20}|Sent via (BlackBerry|Superhuman|the Samsung)\b.{0,40}|Sent from Acompli|"
-    r"Envoyé de mon (iPhone|iPad|appareil mobile|smartphone).{0,20}|Von meinem (iPhone|iPad|Smartphone) gesendet.{0,20}|"
+    r"Envoyé de mon (iPhone|iPad|appareil mobile|smartphone).{0,20}|"
+    r"Von meinem (iPhone|iPad|Smartphone) gesendet.{0,20}|"
     r"Enviado desde mi (iPhone|iPad|smartphone|móvil|celular).{0,20}|Inviato da (iPhone|iPad|smartphone).{0,20}|"
     r"Verzonden met mijn (iPhone|iPad).{0,20}|Skickat från min (iPhone|iPad).{0,20}|"
     r"Отправлено с (iPhone|iPad|моего).{0,30})\s*$",
@@ -229,7 +232,7 @@ def _remove_quotes(lines: list[str]) -> list[str]:
     remove = [False] * len(lines)
     has_text_before = [counts[s] > 0 for s, _ in regions]
     has_text_after = [counts[-1] - counts[e + 1] > 0 for _, e in regions]
-    inline_reply = sum(1 for k in range(len(regions)) if has_text_before[k] and has_text_after[k]) > 0 and len(regions) > 1
+    inline_reply = len(regions) > 1 and any(b and a for b, a in zip(has_text_before, has_text_after))
     for k, (start, end) in enumerate(regions):
         attribution = None
         above = start - 1

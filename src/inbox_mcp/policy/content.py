@@ -111,14 +111,14 @@ _SLACK_WEBHOOK = re.compile(r"hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0
 
 
 def _slack_token(text: str) -> bool:
-    return any(sum(c.isdigit() for c in m.group()) >= 2 for m in _SLACK_TOKEN.finditer(text)) or bool(
-        _SLACK_WEBHOOK.search(text)
-    )
+    if _SLACK_WEBHOOK.search(text):
+        return True
+    # Real tokens carry numeric workspace and user ids; placeholders in docs ("xoxb-your-token-here") do not.
+    return any(sum(c.isdigit() for c in m.group()) >= 2 for m in _SLACK_TOKEN.finditer(text))
 
 
-_OPENAI = re.compile(
-    _B + r"sk-(?:(?:proj|ant|svcacct|admin)-([A-Za-z0-9_-]{20,})|([A-Za-z0-9]{32,}))" + _E
-)
+# OpenAI legacy and project keys, and Anthropic's sk-ant- keys, which share the prefix.
+_OPENAI = re.compile(_B + r"sk-(?:(?:proj|ant|svcacct|admin)-([A-Za-z0-9_-]{20,})|([A-Za-z0-9]{32,}))" + _E)
 
 
 def _openai_key(text: str) -> bool:

@@ -10,13 +10,11 @@ that would be over a cap is refused outright rather than held — and holds for 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from .content import ContentFinding, describe
 from .loader import PolicyError
 from .models import Policy, Tier, address_matches
-
-if TYPE_CHECKING:
-    from .content import ContentFinding
 
 Action = Literal["allow", "hold", "deny"]
 
@@ -31,10 +29,11 @@ class SendRequest:
     new_recipients: list[str] = field(default_factory=list)  # never contacted by this agent
     external_new: list[str] = field(default_factory=list)  # of those, outside the local domain
     largest_attachment: int = 0
-    findings: list["ContentFinding"] = field(default_factory=list)
+    findings: list[ContentFinding] = field(default_factory=list)
     answers_auto_submitted: bool = False
     duplicate_to: list[str] = field(default_factory=list)  # got this same body within the window
     approved: bool = False  # a human approved this exact message: holds no longer apply
+    paused_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,11 @@ def decide(policy: Policy | PolicyError, req: SendRequest, c: Counters, source: 
     if isinstance(policy, PolicyError):
         return _deny("policy.invalid", str(policy))
     if req.paused:
-        return _deny("agent.paused", f"agent {req.agent} is paused; an operator must resume it (inbox-mcp agents resume {req.agent})", "agent_paused")
+        why = f" ({req.paused_reason})" if req.paused_reason else ""
+        return _deny(
+            "agent.paused", f"agent {req.agent} is paused{why}; an operator must resume it (inbox-mcp agents resume {req.agent})",
+            "agent_paused",
+        )
     return (
         _limits(policy, req, source)
         or _recipients(policy, req, source)
@@ -127,11 +130,12 @@ def _recipients(p: Policy, req: SendRequest, source: str) -> Decision | None:
 
 
 def _content(req: SendRequest, source: str) -> Decision | None:
-    from .content import describe
-
     for f in req.findings:
         if f.kind == "detector":
-            return _deny(f"content.detectors.{f.name}", f"{describe(f)}: the message looks like it carries a secret ({source})")
+            return _deny(
+                f"content.detectors.{f.name}",
+                f"{describe(f)}: the message looks like it carries a secret (content.detectors, {source})",
+            )
         if f.kind == "block_pattern":
             return _deny(f.name, f"{describe(f)} ({source})")
     return None
@@ -141,12 +145,14 @@ def _loops(p: Policy, req: SendRequest, source: str) -> Decision | None:
     if p.loops.refuse_reply_to_auto_submitted and req.answers_auto_submitted:
         return _deny(
             "loops.refuse_reply_to_auto_submitted",
-            f"the message answered is automatic (Auto-Submitted or Precedence: bulk/list); replying could start a mail loop ({source})",
+            "the message answered is automatic (Auto-Submitted or Precedence: bulk/list) and "
+            f"loops.refuse_reply_to_auto_submitted is on: a reply could start a mail loop ({source})",
         )
     if p.loops.duplicate_window_minutes and req.duplicate_to:
         return _deny(
             "loops.duplicate_window_minutes",
-            f"the same message went to {', '.join(req.duplicate_to)} less than {p.loops.duplicate_window_minutes} minutes ago ({source})",
+            f"the same message went to {', '.join(req.duplicate_to)} within "
+            f"loops.duplicate_window_minutes = {p.loops.duplicate_window_minutes} ({source})",
         )
     return None
 
@@ -226,8 +232,6 @@ def _ramp(p: Policy, req: SendRequest, c: Counters, source: str) -> Decision | N
 
 
 def _holds(p: Policy, req: SendRequest, source: str) -> Decision | None:
-    from .content import describe
-
     for f in req.findings:
         if f.kind == "hold_pattern":
             return Decision("hold", f.name, f"{describe(f)}: held for a human to approve ({source})")

@@ -17,9 +17,10 @@ from sqlalchemy import case
 from sqlmodel import Session, func, select
 
 from ..contract import SendResult
-from ..errors import AgentPaused, InboxError, InvalidArgument, PolicyDenied, QuotaExceeded, RateLimited
+from ..errors import AgentPaused, BackendUnavailable, InboxError, InvalidArgument, PolicyDenied, QuotaExceeded, RateLimited
 from ..mail.parse import parse_message
 from ..policy import audit
+from ..policy.content import ContentItem, scan
 from ..policy.engine import Counters, Decision, SendRequest, Window, decide
 from ..policy.loader import PolicyError
 from ..store.blobs import put_blob
@@ -34,7 +35,10 @@ from .outgoing import Outgoing, OutgoingOps, Prepared
 def error_for(decision: Decision) -> InboxError:
     if decision.code == "rate_limited":
         return RateLimited(decision.reason, decision.retry_after_s)
-    cls = {"quota_exceeded": QuotaExceeded, "agent_paused": AgentPaused, "invalid_argument": InvalidArgument}
+    cls = {
+        "quota_exceeded": QuotaExceeded, "agent_paused": AgentPaused, "invalid_argument": InvalidArgument,
+        "backend_unavailable": BackendUnavailable,
+    }
     return cls.get(decision.code or "", PolicyDenied)(decision.reason)
 
 
@@ -86,8 +90,6 @@ class GateOps(OutgoingOps):
         return " + ".join(str(p.relative_to(self.policies.directory.parent)) for p in layers) or "policies/default.toml"
 
     def _request(self, s: Session, agent: AgentRef, out: Outgoing, prep: Prepared, approved: bool) -> SendRequest:
-        from ..policy.content import ContentItem, scan
-
         row = s.get(Agent, agent.id)
         assert row is not None
         policy = self.policies.effective(agent.tenant, agent.name)
@@ -111,6 +113,7 @@ class GateOps(OutgoingOps):
             new_recipients=new, external_new=[r for r in new if r.rpartition("@")[2] != self.settings.domain],
             largest_attachment=max((len(f.data) for f in prep.files), default=0), findings=findings,
             answers_auto_submitted=out.answers_auto_submitted, duplicate_to=duplicates, approved=approved,
+            paused_reason=row.paused_reason,
         )
 
     def _decide(self, s: Session, agent: AgentRef, out: Outgoing, prep: Prepared, approved: bool = False) -> Decision:
@@ -126,8 +129,8 @@ class GateOps(OutgoingOps):
         """Decide and act, inside the caller's write transaction."""
         self._audit_reloads(s)
         decision = self._decide(s, agent, out, prep, approved=approval is not None)
-        if decision.allowed and (problem := self.backend.unroutable(out.recipients)):
-            # After policy (a denial says more), before anything is stored or counted.
+        if decision.action != "deny" and (problem := self.backend.unroutable(out.recipients)):
+            # After policy (a denial says more), before anything is stored, counted or held.
             decision = Decision("deny", "backend.route", problem, "backend_unavailable")
         action = "approval.send" if approval else "send.decision"
         audit.append(

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlmodel import Session, func, select
 
+from ..mail.dsn import Bounce as BounceReport
+from ..mail.dsn import parse_bounce
 from ..mail.parse import ParsedMessage, parse_message
 from ..mail.subjects import normalize_subject
 from ..policy import audit
@@ -20,9 +21,6 @@ from ..policy.models import address_matches
 from ..store.messages import NewAttachment, NewMessage, insert_message
 from ..store.tables import Agent, Bounce, Inbox, Message, SendEvent, Tenant, utcnow
 from .base import ServiceBase
-
-if TYPE_CHECKING:
-    from ..mail.dsn import Bounce as BounceReport
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +81,6 @@ class InboundOps(ServiceBase):
         return None
 
     def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None:
-        from ..mail.dsn import parse_bounce
-
         parsed = parse_message(raw)
         bounce = parse_bounce(raw)
         addresses = sorted({r.strip().lower() for r in recipients})

@@ -84,13 +84,13 @@ def request_hash(out: Outgoing) -> str:
 
 class OutgoingOps(AttachmentResolver):
     def _reply_outgoing(self, orig: Message, inbox: Inbox, reply_all: bool) -> Outgoing:
-        me = inbox.address
+        me = inbox.address.lower()
         if orig.direction == "out":
             to = json.loads(orig.to_addrs)
             cc = json.loads(orig.cc_addrs) if reply_all else []
         else:
             to = json.loads(orig.reply_to) or ([orig.from_addr] if orig.from_addr else [])
-            cc = [a for a in json.loads(orig.to_addrs) + json.loads(orig.cc_addrs) if a != me] if reply_all else []
+            cc = [a for a in json.loads(orig.to_addrs) + json.loads(orig.cc_addrs) if a.lower() != me] if reply_all else []
         if not to:
             raise InvalidArgument(f"message {orig.id} has no sender address to reply to")
         cc = [a for a in dict.fromkeys(cc) if a not in to]
