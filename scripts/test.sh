@@ -16,6 +16,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# Real Postfix and Dovecot for the smtp_imap backend's tests (started by the tests, in temp dirs).
+bash scripts/install-mailservers.sh
+
 # Mail no one here wrote: CPython's test_email data, mail-parser's and talon's samples, enmime's cases.
 bash scripts/fetch-corpora.sh
 

@@ -52,6 +52,8 @@ class Home:
             "INBOX_MCP_HOME": str(path),
             "INBOX_MCP_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
             "INBOX_MCP_DOMAIN": "agents.test",
+            # No DNS in tests unless a test brings its own records (INBOX_MCP_AUTH_DNS=<file>).
+            "INBOX_MCP_AUTH_DNS": "off",
         }
 
     def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

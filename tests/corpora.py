@@ -55,11 +55,6 @@ def talon_plain_cases() -> list[tuple[str, str, str]]:
         if not isinstance(func, ast.FunctionDef) or func.decorator_list:
             continue
         bindings: dict[str, str] = {}
-        for node in ast.walk(func):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        bindings[target.id] = node.value.value
 
         def resolve(node: ast.AST) -> str | None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -80,7 +75,8 @@ def talon_plain_cases() -> list[tuple[str, str, str]]:
             if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "eq_" and len(call.args) >= 2):
                 continue
             inner = call.args[1]
-            if not (isinstance(inner, ast.Call) and getattr(inner.func, "attr", None) == "extract_from_plain" and inner.args):
+            is_extract = isinstance(inner, ast.Call) and getattr(inner.func, "attr", None) == "extract_from_plain"
+            if not (is_extract and inner.args):
                 continue
             expected, body = resolve(call.args[0]), resolve(inner.args[0])
             if expected is not None and body is not None:

@@ -337,6 +337,27 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domains_dkim_keygen(args: argparse.Namespace) -> int:
+    """Create a DKIM key for a domain (outbound mail from it is signed from then on) and print
+    the DNS TXT record to publish.
+
+    Example: inbox-mcp domains dkim-keygen agents.example.com --selector inbox"""
+    from .mail.dkim_sign import generate_key, save_key
+
+    settings = _settings()
+    selector = args.selector or settings.dkim_selector
+    path = settings.dkim_keys / f"{args.domain.lower()}.{selector}.pem"
+    if path.exists() and not args.force:
+        from .errors import Conflict
+
+        raise Conflict(f"{path} exists: pass --force to replace the key (and republish the record)")
+    key, record = generate_key(args.domain.lower(), selector, args.bits)
+    saved = save_key(key, settings.dkim_keys)
+    print(f"; private key saved to {saved} (mode 0600); publish this record, then mail from {key.domain} is signed")
+    print(record)
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Run database migrations to the newest schema.
 
@@ -400,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_p = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     add(audit_p, "verify", cmd_audit_verify)
     add(audit_p, "export", cmd_audit_export)
+
+    domains = sub.add_parser("domains", help="mail domains").add_subparsers(dest="domains_command", required=True)
+    sp = add(domains, "dkim-keygen", cmd_domains_dkim_keygen)
+    sp.add_argument("domain")
+    sp.add_argument("--selector", help="DKIM selector (default INBOX_MCP_DKIM_SELECTOR, 'inbox')")
+    sp.add_argument("--bits", type=int, default=2048)
+    sp.add_argument("--force", action="store_true", help="replace an existing key")
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     add(db, "upgrade", cmd_db_upgrade)

@@ -39,9 +39,26 @@ class Settings(BaseSettings):
     imap_host: str | None = None
     imap_port: int = 993
     imap_tls: Literal["none", "starttls", "implicit"] = "implicit"
+    # One IMAP credential reads every inbox: a Dovecot master user. Each inbox logs in as
+    # imap_login_format with {address} and {username} filled in.
+    imap_username: str | None = None
+    imap_password: str | None = None
+    imap_login_format: str = "{address}*{username}"
+    imap_poll_s: float = Field(default=30.0, description="sync interval where IDLE is unavailable")
+    tls_verify: bool = Field(default=True, description="verify server certificates (off only for test servers)")
+    # Provisioning on the smtp_imap backend: lines appended to Dovecot's passwd-file and to
+    # Postfix's virtual mailbox map, then this command (e.g. "postfix reload").
+    dovecot_users_file: Path | None = None
+    postfix_recipients_file: Path | None = None
+    provision_command: str | None = None
     attachments_dir: Path | None = Field(
         default=None, description="sends may attach files by path only from inside this directory"
     )
+    dkim_key_dir: Path | None = Field(default=None, description="DKIM keys <domain>.<selector>.pem; default <home>/dkim")
+    dkim_selector: str = "inbox"
+    # How inbound SPF/DKIM/DMARC verdicts look up DNS: "system" (resolv.conf), "off", or the path
+    # of a JSON file {"name": ["txt", …]} — a static resolver for air-gapped sites and tests.
+    auth_dns: str = "system"
     http_host: str = "127.0.0.1"
     http_port: int = 8025
 
@@ -64,6 +81,10 @@ class Settings(BaseSettings):
     @cached_property
     def attachments_root(self) -> Path:
         return self.attachments_dir or self.home / "attachments"
+
+    @cached_property
+    def dkim_keys(self) -> Path:
+        return self.dkim_key_dir or self.home / "dkim"
 
     @cached_property
     def smtp_listen_addr(self) -> tuple[str, int]:

@@ -43,7 +43,16 @@ class InboundSink(Protocol):
 
     def check_sender(self, address: str | None, size: int | None) -> tuple[int, str] | None: ...
 
-    def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None: ...
+    def receive(self, raw: bytes, recipients: list[str], sender: str | None, auth: dict[str, str] | None = None) -> None: ...
+
+    def authenticate_inbound(self, raw: bytes, client_ip: str | None, helo: str | None, mail_from: str | None) -> dict[str, str]:
+        """SPF/DKIM/DMARC verdicts for a message as it arrives."""
+        ...
+
+    def store_synced(self, inbox_id: str, mailbox: str, uidvalidity: int, uid: int, raw: bytes, flags: list[str]) -> None:
+        """A message read from a mailbox server: stored with its server position, in one
+        transaction with the mailbox's sync state."""
+        ...
 
 
 class MailBackend(Protocol):
@@ -60,3 +69,11 @@ class MailBackend(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+    def provision(self, address: str) -> None:
+        """Create the mailbox for a new inbox on the mail servers (no-op where nothing is needed)."""
+        ...
+
+    def labels_changed(self, inbox_id: str, message_pk: int, added: list[str], removed: list[str]) -> None:
+        """Mirror a label change to the server (flags and keywords), where there is one."""
+        ...

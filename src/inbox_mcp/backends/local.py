@@ -65,3 +65,9 @@ class LocalBackend:
     def stop(self) -> None:
         if self.listener:
             self.listener.stop()
+
+    def provision(self, address: str) -> None:
+        """The store is the mailbox: nothing to create."""
+
+    def labels_changed(self, inbox_id: str, message_pk: int, added: list[str], removed: list[str]) -> None:
+        """Labels live only in the store."""

@@ -9,6 +9,7 @@ back when its owner exits.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -70,7 +71,10 @@ class InboundHandler:
         if len(raw) > self.max_bytes:
             return f"552 5.3.4 message of {len(raw)} bytes exceeds the limit of {self.max_bytes} bytes"
         try:
-            self.sink.receive(raw, list(envelope.rcpt_tos), envelope.mail_from or None)
+            peer = session.peer[0] if isinstance(session.peer, tuple) else None
+            # DNS lookups block: keep them off the listener's event loop.
+            auth = await asyncio.to_thread(self.sink.authenticate_inbound, raw, peer, session.host_name, envelope.mail_from or None)
+            self.sink.receive(raw, list(envelope.rcpt_tos), envelope.mail_from or None, auth)
         except Exception:  # a storage failure must make the client retry, not lose the mail
             log.exception("storing inbound mail failed")
             return "451 4.3.0 temporary storage failure, try again later"

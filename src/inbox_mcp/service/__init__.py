@@ -14,12 +14,12 @@ from .base import AgentRef
 from .approvals import ApprovalOps
 from .drafts import DraftOps
 from .identity import IdentityOps
-from .inbound import InboundOps
+from .imap_sync import ImapSyncOps
 from .reading import ReadingOps
 from .waiting import WaitOps
 
 
-class Service(IdentityOps, InboundOps, ReadingOps, DraftOps, ApprovalOps, WaitOps):
+class Service(IdentityOps, ImapSyncOps, ReadingOps, DraftOps, ApprovalOps, WaitOps):
     pass
 
 
@@ -40,11 +40,17 @@ def build_service(settings: Settings, *, listen: bool = True, backend: MailBacke
         db.upgrade()
     ensure_policy_dir(settings)
     policies = PolicyStore(settings.policies, settings.domain)
-    if backend is None:
-        if settings.backend != "local":
-            from ..errors import BackendUnavailable
+    service: Service
+    if backend is None and settings.backend == "smtp_imap":
+        from ..backends.smtp_imap import SmtpImapBackend
 
-            raise BackendUnavailable(f"backend {settings.backend!r} is not available in this version")
+        holder: list[Service] = []
+        backend = SmtpImapBackend(settings, inbox_addresses=lambda: holder[0].imap_inboxes() if listen else [])
+        service = Service(settings, db, backend, policies)
+        holder.append(service)
+        backend.start(service)
+        return service
+    if backend is None:
         inbound = policies.effective("default", "")
         max_inbound = inbound.inbound.max_message_bytes if not isinstance(inbound, PolicyError) else 26_214_400
         backend = LocalBackend(settings, max_inbound_bytes=max_inbound, listen=listen)

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from ..contract import AttachmentIn
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, NotFound, QuotaExceeded
 from ..mail.compose import OutgoingAttachment, check_header_value
 from ..store.blobs import get_blob
 from ..store.tables import Attachment
@@ -32,7 +32,7 @@ class AttachmentResolver(ServiceBase):
             att = self._resolve_one(s, agent, spec, f"attachments[{i}]")
             total += len(att.data)
             if total > max_bytes:
-                raise InvalidArgument(f"attachments total more than {max_bytes} bytes (caps.max_message_bytes)")
+                raise QuotaExceeded(f"attachments total more than caps.max_message_bytes = {max_bytes} bytes")
             out.append(att)
         return out
 

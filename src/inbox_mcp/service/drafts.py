@@ -9,6 +9,7 @@ from sqlmodel import select
 from ..contract import AttachmentIn, Deleted, DraftList, DraftOut, SendResult
 from ..errors import InvalidArgument
 from ..mail.compose import check_header_value
+from ..policy.loader import PolicyError
 from ..store.ids import new_id
 from ..store.tables import Draft, Message, utcnow
 from .base import AgentRef
@@ -27,7 +28,7 @@ def draft_out(d: Draft, in_reply_to_id: str | None) -> DraftOut:
 
 
 class DraftOps(SendOps):
-    def _apply(self, d: Draft, to, cc, bcc, subject, text, html, attachments) -> None:  # type: ignore[no-untyped-def]
+    def _apply(self, d: Draft, to, cc, bcc, subject, text, html, attachments, check_attachments) -> None:  # type: ignore[no-untyped-def]
         if to is not None:
             d.to_addrs = json.dumps(_addresses(to, "to"))
         if cc is not None:
@@ -44,6 +45,7 @@ class DraftOps(SendOps):
             d.html = html
         if attachments is not None:
             d.attachments = json.dumps([a.model_dump(exclude_none=True) for a in attachments])
+            check_attachments(attachments)
         d.updated_at = utcnow()
 
     def create_draft(
@@ -61,9 +63,16 @@ class DraftOps(SendOps):
                 reply = self._reply_outgoing(orig, inbox, reply_all=False)
                 d.in_reply_to = orig.id
                 d.to_addrs, d.subject = json.dumps(reply.to), reply.subject
-            self._apply(d, to, cc, bcc, subject, text, html, attachments)
+            self._apply(d, to, cc, bcc, subject, text, html, attachments, self._attachment_checker(s, agent))
             s.add(d)
         return draft_out(d, d.in_reply_to)
+
+    def _attachment_checker(self, s, agent: AgentRef):  # type: ignore[no-untyped-def]
+        """Drafts keep attachment specs, not bytes; resolving them now refuses a bad path,
+        invalid base64 or an oversize file when the draft is saved, not when it is sent."""
+        policy = self.policies.effective(agent.tenant, agent.name)
+        limit = policy.caps.max_message_bytes if not isinstance(policy, PolicyError) else 10_485_760
+        return lambda specs: self.resolve_attachments(s, agent, specs, limit)
 
     def update_draft(
         self, agent: AgentRef, draft_id: str, to: list[str] | None = None, cc: list[str] | None = None,
@@ -72,7 +81,7 @@ class DraftOps(SendOps):
     ) -> DraftOut:
         with self.db.write() as s:
             d, _ = self._draft(s, agent, draft_id)
-            self._apply(d, to, cc, bcc, subject, text, html, attachments)
+            self._apply(d, to, cc, bcc, subject, text, html, attachments, self._attachment_checker(s, agent))
             s.add(d)
         return draft_out(d, d.in_reply_to)
 

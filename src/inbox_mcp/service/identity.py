@@ -153,10 +153,16 @@ class IdentityOps(ServiceBase):
                     )
                 if s.exec(select(Inbox).where(Inbox.address == address)).first():
                     raise Conflict(f"address {address} is taken: choose another username")
+                # The mailbox exists on the mail servers before the inbox is visible: a failed
+                # provisioning rolls the inbox back instead of leaving one that cannot receive.
+                self.backend.provision(address)
                 inbox = Inbox(id=new_id("inb"), agent_id=agent.id, address=address, display_name=display_name)
                 s.add(inbox)
         except IntegrityError:
             raise Conflict(f"address {address} is taken: choose another username") from None
+        watch = getattr(self.backend, "watch", None)
+        if watch is not None:
+            watch(inbox.id, inbox.address)
         return inbox_out(inbox)
 
     def list_inboxes(self, agent: AgentRef) -> InboxList:

@@ -20,12 +20,14 @@ from ..policy.loader import PolicyError
 from ..policy.models import address_matches
 from ..store.messages import NewAttachment, NewMessage, insert_message
 from ..store.tables import Agent, Bounce, Inbox, Message, SendEvent, Tenant, utcnow
-from .base import ServiceBase
+from .authentication import AuthenticationOps
 
 log = logging.getLogger(__name__)
 
 
-def to_new_message(parsed: ParsedMessage, raw: bytes, inbox_id: str, direction: str, labels: list[str]) -> NewMessage:
+def to_new_message(
+    parsed: ParsedMessage, raw: bytes, inbox_id: str, direction: str, labels: list[str], auth: dict[str, str] | None = None
+) -> NewMessage:
     key = normalize_subject(parsed.subject)
     return NewMessage(
         inbox_id=inbox_id,
@@ -49,10 +51,11 @@ def to_new_message(parsed: ParsedMessage, raw: bytes, inbox_id: str, direction: 
         attachments=[NewAttachment(a.filename, a.content_type, a.data, a.content_id, a.inline) for a in parsed.attachments],
         parse_ok=parsed.parse_ok,
         auto_submitted=parsed.auto_submitted,
+        auth_results=auth or {},
     )
 
 
-class InboundOps(ServiceBase):
+class InboundOps(AuthenticationOps):
     """Implements backends.base.InboundSink."""
 
     def _is_local(self, address: str) -> bool:
@@ -80,7 +83,7 @@ class InboundOps(ServiceBase):
             return 552, f"5.3.4 message size {size} exceeds inbound.max_message_bytes = {policy.inbound.max_message_bytes}"
         return None
 
-    def receive(self, raw: bytes, recipients: list[str], sender: str | None) -> None:
+    def receive(self, raw: bytes, recipients: list[str], sender: str | None, auth: dict[str, str] | None = None) -> None:
         parsed = parse_message(raw)
         bounce = parse_bounce(raw)
         addresses = sorted({r.strip().lower() for r in recipients})
@@ -90,7 +93,7 @@ class InboundOps(ServiceBase):
             for inbox in inboxes:
                 if self._already_have(s, inbox.id, raw):
                     continue  # a retried delivery of bytes we stored: never a second copy
-                msg = to_new_message(parsed, raw, inbox.id, "in", ["inbox", "unread"])
+                msg = to_new_message(parsed, raw, inbox.id, "in", ["inbox", "unread"], auth)
                 insert_message(s, msg)
                 delivered.append(inbox.id)
                 if bounce is not None:

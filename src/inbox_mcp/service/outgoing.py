@@ -17,6 +17,7 @@ from ..mail.subjects import forward_subject, reply_subject
 from ..policy.loader import PolicyError
 from ..store.tables import Inbox, Message
 from .attachments_in import AttachmentResolver
+from .authentication import AuthenticationOps
 from .base import AgentRef
 from .views import attachments_of
 
@@ -82,7 +83,7 @@ def request_hash(out: Outgoing) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class OutgoingOps(AttachmentResolver):
+class OutgoingOps(AttachmentResolver, AuthenticationOps):
     def _reply_outgoing(self, orig: Message, inbox: Inbox, reply_all: bool) -> Outgoing:
         me = inbox.address.lower()
         if orig.direction == "out":
@@ -134,4 +135,6 @@ class OutgoingOps(AttachmentResolver):
             text=out.text, html=out.html, attachments=files, in_reply_to=out.in_reply_to,
             references=out.references, message_id_domain=self.settings.domain,
         )
-        return Prepared(inbox, composed.raw, composed.message_id, files, body_digest(out.text, out.html, files))
+        # Signed once, here: the stored sent copy, the held bytes and what goes out are identical.
+        raw = self.dkim_sign(composed.raw, inbox.address)
+        return Prepared(inbox, raw, composed.message_id, files, body_digest(out.text, out.html, files))

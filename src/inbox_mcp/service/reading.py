@@ -6,7 +6,7 @@ import base64
 import json
 from datetime import datetime
 
-from sqlalchemy import tuple_
+from sqlalchemy import exists, tuple_
 from sqlmodel import Session, func, select
 
 from ..contract import (
@@ -38,7 +38,7 @@ from ..store.tables import (
     ThreadLabel,
 )
 from .base import AgentRef, ServiceBase
-from .views import DEFAULT_MAX_CHARS, message_out, message_summary
+from .views import DEFAULT_MAX_CHARS, labels_by_message, message_out, message_summary
 
 SYSTEM_LABELS = ("inbox", "sent", "unread", "drafts", "trash", "spam")
 HIDDEN_UNLESS_ASKED = ("trash", "spam")
@@ -78,7 +78,12 @@ class ReadingOps(ServiceBase):
             self._inbox(s, agent, inbox_id)
             stmt = select(Thread).where(Thread.inbox_id == inbox_id)
             for label in wanted:
-                stmt = stmt.where(Thread.pk.in_(select(ThreadLabel.thread_pk).where(ThreadLabel.label == label)))  # type: ignore[union-attr]
+                # Correlated EXISTS: walks ix_thread_inbox_last newest first and probes the
+                # threadlabel primary key per thread, instead of materialising every thread
+                # that carries the label (IN (SELECT …) grows with the inbox).
+                stmt = stmt.where(
+                    exists().where(ThreadLabel.thread_pk == Thread.pk, ThreadLabel.label == label)  # type: ignore[arg-type]
+                )
             for hidden in HIDDEN_UNLESS_ASKED:
                 if hidden not in wanted:
                     # A thread wholly in the trash (or spam) is out of sight, as in every mail client.
@@ -166,7 +171,8 @@ class ReadingOps(ServiceBase):
             rows = compile_search(s, parsed, inbox_ids, after_pk, limit + 1) if inbox_ids else []
             page, more = rows[:limit], len(rows) > limit
             thread_ids = dict(s.exec(select(Thread.pk, Thread.id).where(Thread.pk.in_({m.thread_pk for m in page}))).all())  # type: ignore[union-attr]
-            out = [message_summary(s, m, thread_ids[m.thread_pk]) for m in page]
+            labels = labels_by_message(s, [m.pk for m in page])  # type: ignore[misc]
+            out = [message_summary(s, m, thread_ids[m.thread_pk], labels.get(m.pk, [])) for m in page]
         return SearchResult(messages=out, next_cursor=encode_cursor(scope, [page[-1].pk]) if more else None)
 
     def update_labels(
@@ -191,10 +197,13 @@ class ReadingOps(ServiceBase):
             for m in msgs:
                 add_labels(s, m, thread, to_add)
                 remove_labels(s, m, thread, to_remove)
+            changed = [m.pk for m in msgs]
             if message_id is not None:
                 labels = sorted(s.exec(select(MessageLabel.label).where(MessageLabel.message_pk == msgs[0].pk)).all())
             else:
                 labels = thread_labels(s, thread.pk)  # type: ignore[arg-type]
+        for pk in changed:  # mirrored to the mail server after the store has committed
+            self.backend.labels_changed(thread.inbox_id, pk, to_add, to_remove)  # type: ignore[arg-type]
         return LabelsOut(labels=labels)
 
     def list_labels(self, agent: AgentRef, inbox_id: str) -> LabelCounts:

@@ -12,7 +12,7 @@ from ..mail.html_text import sanitize_html
 from ..mail.reply_text import extract_reply_text
 from ..store.blobs import get_blob
 from ..store.messages import labels_of
-from ..store.tables import Attachment, Message, Thread
+from ..store.tables import Attachment, Message, MessageLabel, Thread
 
 DEFAULT_MAX_CHARS = 20_000
 REPLY_TEXT_MAX_CHARS = 20_000
@@ -76,7 +76,17 @@ def message_out(
     )
 
 
-def message_summary(s: Session, msg: Message, thread_id: str) -> MessageSummary:
+def labels_by_message(s: Session, pks: list[int]) -> dict[int, list[str]]:
+    """Labels of several messages in one query (search pages: no query per row)."""
+    out: dict[int, list[str]] = {}
+    if pks:
+        rows = s.exec(select(MessageLabel.message_pk, MessageLabel.label).where(MessageLabel.message_pk.in_(pks)))  # type: ignore[attr-defined]
+        for pk, label in rows:
+            out.setdefault(pk, []).append(label)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def message_summary(s: Session, msg: Message, thread_id: str, labels: list[str] | None = None) -> MessageSummary:
     return MessageSummary(
         message_id=msg.id,
         thread_id=thread_id,
@@ -87,6 +97,6 @@ def message_summary(s: Session, msg: Message, thread_id: str) -> MessageSummary:
         date=msg.date,
         received_at=msg.received_at,
         snippet=msg.snippet,
-        labels=labels_of(s, msg.pk),  # type: ignore[arg-type]
+        labels=labels if labels is not None else labels_of(s, msg.pk),  # type: ignore[arg-type]
         has_attachments=msg.has_attachments,
     )

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from .tables import Blob
 
 
 def put_blob(session: Session, data: bytes) -> str:
+    """One INSERT … ON CONFLICT DO NOTHING on SQLite instead of a SELECT, an ORM add and a flush."""
     digest = hashlib.sha256(data).hexdigest()
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=len(data), data=data))
-        session.flush()
+    row = {"sha256": digest, "size": len(data), "data": data}
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sqlite_insert(Blob).values(**row).on_conflict_do_nothing())
+    elif session.get(Blob, digest) is None:
+        session.execute(insert(Blob).values(**row))
     return digest
 
 

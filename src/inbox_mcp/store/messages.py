@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert
 from sqlalchemy import text as sql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from .blobs import put_blob
@@ -161,7 +163,7 @@ def insert_message(session: Session, m: NewMessage) -> Message:
     thread.snippet = msg.snippet
     thread.participants = _participants(thread, m)
     session.add(thread)
-    add_labels(session, msg, thread, m.labels)
+    add_labels(session, msg, thread, m.labels, fresh=True)
     _index(session, msg, [a.filename for a in m.attachments])
     return msg
 
@@ -182,16 +184,30 @@ def labels_of(session: Session, message_pk: int) -> list[str]:
     return sorted(session.exec(select(MessageLabel.label).where(MessageLabel.message_pk == message_pk)).all())
 
 
-def add_labels(session: Session, msg: Message, thread: Thread, labels: list[str]) -> None:
-    have = set(labels_of(session, msg.pk))  # type: ignore[arg-type]
-    for label in dict.fromkeys(labels):
-        if label in have:
-            continue
-        session.add(MessageLabel(message_pk=msg.pk, label=label))  # type: ignore[arg-type]
-        _bump_thread_label(session, thread, label, +1)
-        if label == "unread":
-            thread.unread_count += 1
-            session.add(thread)
+def add_labels(session: Session, msg: Message, thread: Thread, labels: list[str], fresh: bool = False) -> None:
+    """fresh: msg was just inserted, so it has no labels yet (saves a SELECT)."""
+    have = set() if fresh else set(labels_of(session, msg.pk))  # type: ignore[arg-type]
+    new = [label for label in dict.fromkeys(labels) if label not in have]
+    if not new:
+        return
+    session.flush()  # msg and thread rows exist before the Core statements below
+    session.execute(insert(MessageLabel), [{"message_pk": msg.pk, "label": label} for label in new])
+    if session.get_bind().dialect.name == "sqlite":
+        # One upsert per label instead of session.get + add + flush per label.
+        upsert = sqlite_insert(ThreadLabel).on_conflict_do_update(
+            index_elements=["thread_pk", "label"], set_={"count": ThreadLabel.count + 1}
+        )
+        session.execute(upsert, [{"thread_pk": thread.pk, "label": label, "count": 1} for label in new])
+        for label in new:  # keep a ThreadLabel already loaded in this session coherent
+            tl = session.identity_map.get(session.identity_key(ThreadLabel, (thread.pk, label)))  # type: ignore[arg-type]
+            if tl is not None:
+                session.expire(tl)
+    else:
+        for label in new:
+            _bump_thread_label(session, thread, label, +1)
+    if "unread" in new:
+        thread.unread_count += 1
+        session.add(thread)
     session.flush()
 
 

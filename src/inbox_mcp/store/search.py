@@ -67,8 +67,15 @@ def compile_search(session: Session, query: Query, inbox_ids: list[str], after_p
         raise InvalidArgument("full-text search needs the SQLite store in this version")
     if after_pk is not None:
         conds.append(Message.pk < after_pk)  # type: ignore[operator]
-    stmt = select(Message).where(and_(*conds)).order_by(Message.pk.desc()).limit(limit)  # type: ignore[union-attr]
-    return list(session.exec(stmt).all())
+    # Two steps: choose the page's pks first (a sort of integers, off the covering index
+    # ix_message_inbox_pk), then load just those rows. Selecting whole rows here made SQLite sort
+    # every matching message, body text included, to keep 20 of them.
+    pk_stmt = select(Message.pk).where(and_(*conds)).order_by(Message.pk.desc()).limit(limit)  # type: ignore[union-attr]
+    pks = list(session.exec(pk_stmt).all())
+    if not pks:
+        return []
+    rows = {m.pk: m for m in session.exec(select(Message).where(Message.pk.in_(pks))).all()}  # type: ignore[union-attr]
+    return [rows[pk] for pk in pks]
 
 
 

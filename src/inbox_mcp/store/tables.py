@@ -251,3 +251,27 @@ class IdempotencyKey(SQLModel, table=True):
     request_hash: str
     result: str  # JSON of the first call's result
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ImapState(SQLModel, table=True):
+    """How far an inbox's IMAP mailbox has been synced: UIDs are only meaningful within one
+    UIDVALIDITY, so both are kept, and the row moves in the same transaction as each stored
+    message — a sync killed at any point resumes without a gap or a second copy."""
+
+    inbox_id: str = Field(foreign_key="inbox.id", primary_key=True)
+    mailbox: str = Field(primary_key=True)
+    uidvalidity: int
+    last_uid: int = 0
+    synced_at: datetime = Field(default_factory=utcnow)
+
+
+class ImapMessage(SQLModel, table=True):
+    """Where a stored message lives on the IMAP server, for flag and keyword sync."""
+
+    __table_args__ = (UniqueConstraint("inbox_id", "mailbox", "uidvalidity", "uid"),)
+    message_pk: int = Field(foreign_key="message.pk", primary_key=True)
+    inbox_id: str = Field(foreign_key="inbox.id")
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    flags: str = ""  # space-separated flags and keywords last seen on the server

@@ -1,0 +1,324 @@
+"""The real-mail backend: outbound through an SMTP submission server (aiosmtplib), inbound by
+syncing each inbox's IMAP mailbox (imapclient), on Postfix + Dovecot or any such pair.
+
+- Outbound: the service's durable outbox hands each message here; the server's 250 is what
+  marks it sent. Sent copies are appended to the mailbox's Sent folder.
+- Inbound: one worker thread per inbox keeps an IMAP connection, syncs new UIDs (tracked with
+  UIDVALIDITY in the store, moved in the same transaction as each message), then waits in IDLE
+  (or polls where the server has no IDLE), reconnecting with backoff.
+- Flags: ``\\Seen`` mirrors the ``unread`` label, ``$Junk`` the ``spam`` label, and user labels
+  that are valid IMAP atoms travel as keywords — both ways.
+- Provisioning appends the address to Dovecot's passwd-file and Postfix's mailbox map and runs
+  the configured reload command.
+
+IMAP and SMTP errors are translated to ``BackendUnavailable`` / delivery results here, in one
+place, with the server's own words.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import re
+import secrets
+import shlex
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import imapclient
+from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imapclient import SEEN, SENT
+
+from ..errors import BackendUnavailable
+from ..settings import Settings
+from .base import DeliveryResult, InboundSink, OutboundMail
+from .smarthost import relay
+
+log = logging.getLogger(__name__)
+
+INBOX = "INBOX"
+FETCH_BATCH = 200
+BACKOFF_MAX_S = 60.0
+IDLE_RENEW_S = 300  # RFC 2177: re-issue IDLE well inside the 29-minute server timeout
+ATOM = re.compile(r"^[A-Za-z0-9_.$-]{1,64}$")
+SYSTEM_KEYWORDS = {"spam": "$Junk"}
+
+
+def label_to_keyword(label: str) -> str | None:
+    if label in SYSTEM_KEYWORDS:
+        return SYSTEM_KEYWORDS[label]
+    if label in ("inbox", "sent", "unread", "drafts", "trash"):
+        return None  # folders and \Seen carry these
+    return label if ATOM.match(label) and not label.startswith("$") else None
+
+
+def flags_to_labels(flags: list[str]) -> tuple[bool, set[str]]:
+    """(unread, labels) from IMAP flags and keywords."""
+    unread = "\\Seen" not in flags
+    labels: set[str] = set()
+    for f in flags:
+        if f == "$Junk":
+            labels.add("spam")
+        elif not f.startswith("\\") and not f.startswith("$") and ATOM.match(f):
+            labels.add(f)
+    return unread, labels
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class SmtpImapBackend:
+    name = "smtp_imap"
+
+    def __init__(self, settings: Settings, inbox_addresses: callable = None) -> None:  # type: ignore[valid-type]
+        missing = [n for n in ("smtp_host", "imap_host", "imap_username", "imap_password") if not getattr(settings, n)]
+        if missing:
+            raise BackendUnavailable(
+                "the smtp_imap backend needs " + ", ".join(f"INBOX_MCP_{m.upper()}" for m in missing)
+            )
+        self.settings = settings
+        self._inbox_addresses = inbox_addresses
+        self._sink: InboundSink | None = None
+        self._workers: dict[str, _SyncWorker] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not self.settings.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    @contextmanager
+    def imap(self, address: str) -> Iterator[imapclient.IMAPClient]:
+        s = self.settings
+        try:
+            client = imapclient.IMAPClient(
+                s.imap_host, port=s.imap_port, ssl=s.imap_tls == "implicit",
+                ssl_context=self._ssl_context() if s.imap_tls != "none" else None, timeout=30,
+            )
+            if s.imap_tls == "starttls":
+                client.starttls(self._ssl_context())
+            client.login(s.imap_login_format.format(address=address, username=s.imap_username), s.imap_password)
+        except LoginError as e:
+            raise BackendUnavailable(f"IMAP login for {address} at {s.imap_host}:{s.imap_port} refused: {_s(e)}") from None
+        except (IMAPClientError, OSError, ssl.SSLError) as e:
+            raise BackendUnavailable(f"IMAP server {s.imap_host}:{s.imap_port} unavailable: {e}") from None
+        try:
+            yield client
+        finally:
+            try:
+                client.logout()
+            except Exception:  # the connection may already be gone; nothing to clean up then
+                pass
+
+    # --- MailBackend ------------------------------------------------------------------------
+
+    def unroutable(self, recipients: list[str]) -> str | None:
+        return None  # the submission server routes everything; it refuses what it cannot
+
+    def deliver(self, mail: OutboundMail) -> DeliveryResult:
+        result = relay(self.settings, mail)
+        if result.delivered:
+            self._append_sent(mail)
+        return result
+
+    def _append_sent(self, mail: OutboundMail) -> None:
+        try:
+            with self.imap(mail.envelope_from) as c:
+                folder = c.find_special_folder(SENT) or "Sent"
+                if not c.folder_exists(folder):
+                    c.create_folder(folder)
+                c.append(folder, mail.raw, flags=(SEEN,))
+        except (BackendUnavailable, IMAPClientError, OSError) as e:
+            # The message went out; a missing copy in Sent is worth a log line, not a failure.
+            log.warning("could not append %s to Sent of %s: %s", mail.message_id, mail.envelope_from, e)
+
+    def start(self, sink: InboundSink) -> None:
+        self._sink = sink
+        for inbox_id, address in (self._inbox_addresses() if self._inbox_addresses else []):
+            self.watch(inbox_id, address)
+
+    def watch(self, inbox_id: str, address: str) -> None:
+        """Start syncing one inbox (at start-up, and when an inbox is provisioned)."""
+        if self._sink is None or self._stopping.is_set():
+            return
+        with self._lock:
+            if inbox_id in self._workers:
+                return
+            w = _SyncWorker(self, inbox_id, address)
+            self._workers[inbox_id] = w
+        w.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            workers = list(self._workers.values())
+        for w in workers:
+            w.stop()
+
+    def sync_now(self, inbox_id: str) -> int:
+        """Sync one inbox in the calling thread (the CLI, tests, benchmarks)."""
+        with self._lock:
+            w = self._workers.get(inbox_id)
+        if w is None:
+            raise BackendUnavailable(f"inbox {inbox_id} is not watched")
+        return w.sync_once()
+
+    def provision(self, address: str) -> None:
+        s = self.settings
+        if s.dovecot_users_file:
+            # A random password nobody knows: access goes through the master user.
+            _append_line(s.dovecot_users_file, address, f"{address}:{{PLAIN}}{secrets.token_urlsafe(24)}::::::")
+        if s.postfix_recipients_file:
+            _append_line(s.postfix_recipients_file, address, f"{address} OK")
+        if s.provision_command:
+            proc = subprocess.run(shlex.split(s.provision_command), capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0:
+                raise BackendUnavailable(f"provisioning command failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+
+    def labels_changed(self, inbox_id: str, message_pk: int, added: list[str], removed: list[str]) -> None:
+        if self._sink is None:
+            return
+        where = self._sink.imap_location(message_pk)  # type: ignore[attr-defined]
+        if where is None:
+            return
+        address, mailbox, uidvalidity, uid = where
+        add = [k for k in (label_to_keyword(x) for x in added) if k]
+        rem = [k for k in (label_to_keyword(x) for x in removed) if k]
+        if "unread" in added:
+            rem.append("\\Seen")
+        if "unread" in removed:
+            add.append("\\Seen")
+        if not add and not rem:
+            return
+        with self.imap(address) as c:
+            status = c.select_folder(mailbox)
+            if int(status[b"UIDVALIDITY"]) != uidvalidity:
+                return  # the server renumbered the mailbox; the next sync reconciles
+            if add:
+                c.add_flags([uid], add, silent=True)
+            if rem:
+                c.remove_flags([uid], rem, silent=True)
+
+
+def _append_line(path: Path, address: str, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        if any(existing.split(":")[0].split()[0] == address for existing in f.read().splitlines() if existing.strip()):
+            return
+        f.write(line + "\n")
+
+
+class _SyncWorker:
+    """Keeps one inbox in step with its IMAP INBOX."""
+
+    def __init__(self, backend: SmtpImapBackend, inbox_id: str, address: str) -> None:
+        self.backend = backend
+        self.inbox_id = inbox_id
+        self.address = address
+        self._stop = threading.Event()
+        self._sync_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"imap-{address}", daemon=True)
+        self._client: imapclient.IMAPClient | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        client = self._client
+        if client is not None:
+            try:  # wake a blocking IDLE so the thread can exit
+                client.socket().shutdown(socket.SHUT_RDWR)
+            except Exception:  # already closed
+                pass
+        self._thread.join(timeout=10)
+
+    def sync_once(self) -> int:
+        with self._sync_lock, self.backend.imap(self.address) as c:
+            return self._sync(c)
+
+    def _sync(self, c: imapclient.IMAPClient) -> int:
+        sink = self.backend._sink
+        assert sink is not None
+        status = c.select_folder(INBOX)
+        uidvalidity = int(status[b"UIDVALIDITY"])
+        last_uid = sink.imap_last_uid(self.inbox_id, INBOX, uidvalidity)  # type: ignore[attr-defined]
+        uids = sorted(u for u in c.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        n = 0
+        for i in range(0, len(uids), FETCH_BATCH):
+            batch = uids[i : i + FETCH_BATCH]
+            data = c.fetch(batch, ["BODY.PEEK[]", "FLAGS"])
+            for uid in batch:  # ascending: last_uid only ever moves past stored messages
+                item = data.get(uid)
+                if not item or b"BODY[]" not in item:
+                    continue
+                flags = [_s(f) for f in item.get(b"FLAGS", ())]
+                sink.store_synced(self.inbox_id, INBOX, uidvalidity, uid, item[b"BODY[]"], flags)
+                n += 1
+        self._sync_flags(c, uidvalidity)
+        return n
+
+    def _sync_flags(self, c: imapclient.IMAPClient, uidvalidity: int) -> None:
+        """Flags changed by other IMAP clients (a person reading in Thunderbird) reach the store."""
+        sink = self.backend._sink
+        known = sink.imap_known_uids(self.inbox_id, INBOX, uidvalidity)  # type: ignore[union-attr,attr-defined]
+        if not known:
+            return
+        current = c.fetch(list(known), ["FLAGS"])
+        changes = {}
+        for uid, item in current.items():
+            flags = sorted(_s(f) for f in item.get(b"FLAGS", ()))
+            if " ".join(flags) != known[uid]:
+                changes[uid] = flags
+        if changes:
+            sink.imap_apply_flags(self.inbox_id, INBOX, uidvalidity, changes)  # type: ignore[union-attr,attr-defined]
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                with self.backend.imap(self.address) as c:
+                    self._client = c
+                    backoff = 1.0
+                    idle = b"IDLE" in c.capabilities()
+                    while not self._stop.is_set():
+                        with self._sync_lock:
+                            self._sync(c)
+                        if idle:
+                            self._idle(c)
+                        else:
+                            self._stop.wait(self.backend.settings.imap_poll_s)
+            except Exception as e:  # any failure: log with the server's words, back off, reconnect
+                if self._stop.is_set():
+                    break
+                log.warning("IMAP sync of %s failed: %s; retrying in %.0f s", self.address, e, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            finally:
+                self._client = None
+
+    def _idle(self, c: imapclient.IMAPClient) -> None:
+        c.idle()
+        try:
+            deadline = time.monotonic() + IDLE_RENEW_S
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                responses = c.idle_check(timeout=5)
+                if any(len(r) >= 2 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE") for r in responses):
+                    break
+        finally:
+            if not self._stop.is_set():
+                c.idle_done()
