@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
@@ -40,7 +41,7 @@ from .contract import (
     VerificationOut,
     WaitResult,
 )
-from .errors import InboxError, Unauthenticated
+from .errors import InboxError, NotFound, Unauthenticated
 from .mail.query import SYNTAX_HELP
 from .service import AgentRef, Service
 
@@ -260,7 +261,12 @@ def build_server(app: AppContext) -> InboxMCPServer:
         description="The bytes of an attachment of a message this agent can read.",
     )
     async def attachment_resource(message_id: str, attachment_id: str, ctx: Context) -> bytes:
-        _, data = await run(svc.get_attachment, agent_of(ctx), message_id, attachment_id)
+        try:
+            _, data = await run(svc.get_attachment, agent_of(ctx), message_id, attachment_id)
+        except NotFound as e:  # the SDK's own "not found" for resources, with our sentence
+            raise ResourceNotFoundError(str(e)) from None
+        except InboxError as e:
+            raise ResourceError(str(e)) from None
         return data
 
     @server.tool(annotations=READ)

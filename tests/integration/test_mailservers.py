@@ -91,6 +91,9 @@ def test_master_user_opens_any_mailbox(ms: MailServers) -> None:
         _imap(ms, f"{BOB}*{ms.master_user}", "wrong")
     with pytest.raises(imaplib.IMAP4.error):  # the master password opens only existing mailboxes
         _imap(ms, f"nobody@mail.test*{ms.master_user}", ms.master_password)
+    for user, password in [("nobody@mail.test", "x"), (BOB, PW[ALICE]), (BOB, "")]:
+        with pytest.raises(imaplib.IMAP4.error):
+            _imap(ms, user, password)
 
 
 def test_submission_with_auth_delivers_locally(ms: MailServers) -> None:
@@ -192,6 +195,24 @@ def test_imaps_and_starttls(ms: MailServers) -> None:
         assert b"STARTTLS" in c.capabilities()
         c.starttls(ctx)
         c.login(ALICE, PW[ALICE])
+
+
+def test_submission_starttls_when_asked(tmp_path: Path) -> None:
+    with MailServers(tmp_path / "tls", smtp_starttls=True) as ms:
+        if ms.tls_cert is None:
+            pytest.skip("no openssl: no certificate")
+        ms.add_user(ALICE, PW[ALICE], wait=False)
+        ctx = ssl.create_default_context(cafile=str(ms.tls_cert))
+        with smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s:
+            s.ehlo()
+            assert s.has_extn("starttls")
+            s.starttls(context=ctx)
+            s.login(ALICE, PW[ALICE])
+    # off by default: clients that upgrade whenever STARTTLS is offered (aiosmtplib) would fail
+    # to verify the self-signed certificate
+    with MailServers(tmp_path / "plain") as ms, smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s:
+        s.ehlo()
+        assert not s.has_extn("starttls")
 
 
 def test_add_and_remove_user_take_effect_at_once(ms: MailServers) -> None:

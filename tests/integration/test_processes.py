@@ -68,7 +68,7 @@ async def test_three_processes_share_one_home(home: Home, tmp_path: Path) -> Non
 
             async def burst(client: object, tag: str) -> None:
                 for i in range(n):
-                    await call(client, "send_message", inbox_id=ia["inbox_id"], to=[ib["address"]], subject=f"{tag}-{i}", text="x")
+                    await call(client, "send_message", inbox_id=ia["inbox_id"], to=[ib["address"]], subject=f"{tag}-{i}", text=f"burst {tag} {i}")
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(burst, ca, "via-a")

@@ -70,6 +70,11 @@ class MailBackend(Protocol):
 
     def stop(self) -> None: ...
 
+    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
+        """After a crash between hand-over and recording it: the recipients this message can be
+        shown to have reached already (by its Message-ID or bytes), so a retry skips them."""
+        ...
+
     def provision(self, address: str) -> None:
         """Create the mailbox for a new inbox on the mail servers (no-op where nothing is needed)."""
         ...

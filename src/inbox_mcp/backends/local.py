@@ -66,6 +66,11 @@ class LocalBackend:
         if self.listener:
             self.listener.stop()
 
+    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
+        """Local delivery is idempotent (an inbox never stores the same bytes twice), so local
+        recipients are simply retried; a smarthost gives no way to ask, so remote ones are too."""
+        return []
+
     def provision(self, address: str) -> None:
         """The store is the mailbox: nothing to create."""
 

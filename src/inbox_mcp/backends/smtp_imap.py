@@ -144,6 +144,25 @@ class SmtpImapBackend:
             # The message went out; a missing copy in Sent is worth a log line, not a failure.
             log.warning("could not append %s to Sent of %s: %s", mail.message_id, mail.envelope_from, e)
 
+    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
+        """The copy in Sent is appended right after the submission server's 250: finding the
+        Message-ID there proves the hand-over happened. (The window that remains is a crash
+        between that 250 and the APPEND; a retry then re-sends the same bytes and Message-ID,
+        which receiving servers and clients treat as one message.)"""
+        if not mail.message_id:
+            return []
+        try:
+            with self.imap(mail.envelope_from) as c:
+                folder = c.find_special_folder(SENT) or "Sent"
+                if not c.folder_exists(folder):
+                    return []
+                c.select_folder(folder, readonly=True)
+                found = c.search(["HEADER", "Message-ID", mail.message_id])
+        except (BackendUnavailable, IMAPClientError, OSError) as e:
+            log.warning("could not check Sent of %s for %s: %s", mail.envelope_from, mail.message_id, e)
+            return []
+        return list(mail.recipients) if found else []
+
     def start(self, sink: InboundSink) -> None:
         self._sink = sink
         for inbox_id, address in (self._inbox_addresses() if self._inbox_addresses else []):

@@ -10,8 +10,8 @@ from ..backends.base import MailBackend
 from ..policy.loader import BUNDLED_DEFAULT, PolicyError, PolicyStore
 from ..settings import Settings
 from ..store.db import Database
-from .base import AgentRef
 from .approvals import ApprovalOps
+from .base import AgentRef
 from .drafts import DraftOps
 from .identity import IdentityOps
 from .imap_sync import ImapSyncOps

@@ -17,7 +17,15 @@ from sqlalchemy import case
 from sqlmodel import Session, func, select
 
 from ..contract import SendResult
-from ..errors import AgentPaused, BackendUnavailable, InboxError, InvalidArgument, PolicyDenied, QuotaExceeded, RateLimited
+from ..errors import (
+    AgentPaused,
+    BackendUnavailable,
+    InboxError,
+    InvalidArgument,
+    PolicyDenied,
+    QuotaExceeded,
+    RateLimited,
+)
 from ..mail.parse import parse_message
 from ..policy import audit
 from ..policy.content import ContentItem, scan
@@ -26,7 +34,16 @@ from ..policy.loader import PolicyError
 from ..store.blobs import put_blob
 from ..store.ids import new_id
 from ..store.messages import insert_message
-from ..store.tables import Agent, Approval, Bounce, Contact, Outbox, SendEvent, Thread, utcnow
+from ..store.tables import (
+    Agent,
+    Approval,
+    Bounce,
+    Contact,
+    Outbox,
+    SendEvent,
+    Thread,
+    utcnow,
+)
 from .base import AgentRef
 from .inbound import to_new_message
 from .outgoing import Outgoing, OutgoingOps, Prepared

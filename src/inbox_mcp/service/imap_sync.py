@@ -10,7 +10,15 @@ from sqlmodel import Session, select
 from ..backends.smtp_imap import flags_to_labels
 from ..mail.parse import parse_message
 from ..store.messages import add_labels, insert_message, remove_labels
-from ..store.tables import ImapMessage, ImapState, Inbox, Message, MessageLabel, Thread, utcnow
+from ..store.tables import (
+    ImapMessage,
+    ImapState,
+    Inbox,
+    Message,
+    MessageLabel,
+    Thread,
+    utcnow,
+)
 from .inbound import InboundOps, to_new_message
 
 

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from ..mail.dsn import Bounce as BounceReport
 from ..mail.dsn import parse_bounce
 from ..mail.parse import ParsedMessage, parse_message
 from ..mail.subjects import normalize_subject
-from ..policy import audit
-from ..policy.engine import bounce_rate_exceeded
 from ..policy.loader import PolicyError
 from ..policy.models import address_matches
 from ..store.messages import NewAttachment, NewMessage, insert_message
-from ..store.tables import Agent, Bounce, Inbox, Message, SendEvent, Tenant, utcnow
+from ..store.tables import Bounce, Inbox, Message
+from .anomaly import AnomalyOps
 from .authentication import AuthenticationOps
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,7 @@ def to_new_message(
     )
 
 
-class InboundOps(AuthenticationOps):
+class InboundOps(AuthenticationOps, AnomalyOps):
     """Implements backends.base.InboundSink."""
 
     def _is_local(self, address: str) -> bool:
@@ -123,25 +121,6 @@ class InboundOps(AuthenticationOps):
             s.flush()
             self._pause_on_bounce_rate(s, inbox.agent_id)
 
-    def _pause_on_bounce_rate(self, s: Session, agent_id: str) -> None:
-        agent = s.get(Agent, agent_id)
-        if agent is None or agent.paused:
-            return
-        tenant = s.get(Tenant, agent.tenant_id)
-        policy = self.policies.effective(tenant.name if tenant else "default", agent.name)
-        if isinstance(policy, PolicyError):
-            return
-        since = utcnow() - timedelta(hours=24)
-        sends = s.exec(select(func.count()).select_from(SendEvent).where(SendEvent.agent_id == agent_id, SendEvent.at > since)).one()
-        bounces = s.exec(select(func.count()).select_from(Bounce).where(Bounce.agent_id == agent_id, Bounce.at > since)).one()
-        if bounce_rate_exceeded(policy, sends, bounces):
-            reason = (
-                f"agent {agent.name} paused automatically: {bounces} bounces for {sends} sends in 24 h exceed "
-                f"anomaly.bounce_rate = {policy.anomaly.bounce_rate}; an operator must resume it"
-            )
-            agent.paused, agent.paused_reason = True, reason
-            s.add(agent)
-            audit.append(s, actor="system", action="agent.pause", target=agent.name, decision="pause", rule="anomaly.bounce_rate", detail=reason)
 
     def _already_have(self, s: Session, inbox_id: str, raw: bytes) -> bool:
         digest = hashlib.sha256(raw).hexdigest()

@@ -17,7 +17,8 @@ from ..backends.base import DeliveryResult, OutboundMail
 from ..contract import AttachmentIn, CheckSendOut, SendResult
 from ..errors import Conflict, InvalidArgument
 from ..store.blobs import get_blob
-from ..store.tables import IdempotencyKey, Message, Outbox, utcnow
+from ..store.tables import Bounce, IdempotencyKey, Message, Outbox, utcnow
+from .anomaly import AnomalyOps
 from .base import AgentRef
 from .gate import GateOps, error_for
 from .outgoing import Outgoing, addresses, request_hash
@@ -30,7 +31,7 @@ GIVE_UP_AFTER = timedelta(hours=24)
 STALE_SENDING = timedelta(minutes=10)
 
 
-class SendOps(GateOps):
+class SendOps(GateOps, AnomalyOps):
     # --- public capabilities ----------------------------------------------------------------
 
     def send_message(
@@ -164,6 +165,11 @@ class SendOps(GateOps):
                 msg.status = "queued"
             else:
                 failed = {**result.permanent, **result.temporary}
+                for rcpt, reply in result.permanent.items():  # refused outright: counts as a bounce
+                    s.add(Bounce(agent_id=box.agent_id, message_pk=msg.pk, recipient=rcpt, status=reply[:40], permanent=True))  # type: ignore[arg-type]
+                if result.permanent:
+                    s.flush()
+                    self._pause_on_bounce_rate(s, box.agent_id)
                 box.status = "failed" if failed and not result.delivered else "sent"
                 box.sent_at = now
                 box.last_error = "; ".join(f"{r}: {e}" for r, e in failed.items()) or None
@@ -171,16 +177,37 @@ class SendOps(GateOps):
             s.add(box)
             s.add(msg)
 
+    def _recover_stale(self, outbox_id: str) -> None:
+        """A row left in 'sending' by a crash: ask the backend what provably went out before
+        handing the rest over again."""
+        with self.db.read() as s:
+            box = s.get(Outbox, outbox_id)
+            msg = s.get(Message, box.message_pk) if box else None
+            if box is None or msg is None or box.status != "sending":
+                return
+            mail = OutboundMail(box.envelope_from, json.loads(box.recipients), get_blob(s, msg.raw_sha256), msg.message_id_header or "")
+        done = set(self.backend.confirm_delivered(mail))
+        rest = [r for r in mail.recipients if r not in done]
+        with self.db.write() as s:
+            box = s.get(Outbox, outbox_id)
+            if box is None or box.status != "sending":
+                return
+            if rest:
+                box.status, box.recipients = "queued", json.dumps(rest)
+                s.add(box)
+        if not rest:
+            self._record_delivery(outbox_id, DeliveryResult(delivered=sorted(done)))
+
     def dispatch_due(self, limit: int = 50) -> int:
         """Retry queued rows whose time has come, and rows stranded in 'sending' by a crash.
         Local delivery is idempotent (a recipient inbox never stores the same bytes twice), so
         re-sending a stranded row cannot duplicate mail."""
         now = utcnow()
+        with self.db.read() as s:
+            stale = [b.id for b in s.exec(select(Outbox).where(Outbox.status == "sending")).all() if now - b.next_attempt_at > STALE_SENDING]
+        for outbox_id in stale:
+            self._recover_stale(outbox_id)
         with self.db.write() as s:
-            for box in s.exec(select(Outbox).where(Outbox.status == "sending")).all():
-                if now - box.next_attempt_at > STALE_SENDING:
-                    box.status = "queued"
-                    s.add(box)
             due = list(s.exec(select(Outbox.id).where(Outbox.status == "queued", Outbox.next_attempt_at <= now).limit(limit)).all())
         for outbox_id in due:
             self._dispatch(outbox_id)

@@ -16,6 +16,9 @@ from ..store.tables import Attachment, Message, MessageLabel, Thread
 
 DEFAULT_MAX_CHARS = 20_000
 REPLY_TEXT_MAX_CHARS = 20_000
+# The new text of a reply sits at the top: reading further only costs time (a 200 KB newsletter
+# would take ~0.25 s on every slice).
+REPLY_TEXT_SCAN_CHARS = 50_000
 
 
 def _slice(full: str, offset: int, max_chars: int) -> tuple[str, bool, int | None]:
@@ -64,7 +67,7 @@ def message_out(
         next_offset=nxt,
         html=sanitize_html(msg.html) if fmt == "html" and msg.html else None,
         raw=raw_text,
-        reply_text=extract_reply_text(body)[:REPLY_TEXT_MAX_CHARS],
+        reply_text=extract_reply_text(body[:REPLY_TEXT_SCAN_CHARS])[:REPLY_TEXT_MAX_CHARS],
         labels=labels_of(s, msg.pk),  # type: ignore[arg-type]
         attachments=[
             AttachmentInfo(attachment_id=a.id, filename=a.filename, content_type=a.content_type, size=a.size)

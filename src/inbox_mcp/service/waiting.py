@@ -45,10 +45,9 @@ class WaitOps(ServiceBase):
     def _first_after(self, inbox_id: str, after_pk: int, after_time: datetime | None, query: Query | None):  # type: ignore[no-untyped-def]
         with self.db.read() as s:
             if query is not None:
-                # compile_search walks newest first; the oldest match is the last of the candidates.
-                rows = compile_search(s, query, [inbox_id], None, 200)
-                rows = [m for m in rows if m.pk > after_pk and m.direction == "in" and (after_time is None or m.received_at > after_time)]
-                msg = rows[-1] if rows else None
+                extra = [Message.direction == "in"] + ([Message.received_at > after_time] if after_time is not None else [])
+                rows = compile_search(s, query, [inbox_id], None, 1, newer_than=after_pk, extra=extra)
+                msg = rows[0] if rows else None
             else:
                 stmt = select(Message).where(Message.inbox_id == inbox_id, Message.pk > after_pk, Message.direction == "in")
                 if after_time is not None:

@@ -51,8 +51,13 @@ def _condition(term: Term) -> ColumnElement[bool] | None:
     return None  # full-text terms are handled by FTS5
 
 
-def compile_search(session: Session, query: Query, inbox_ids: list[str], after_pk: int | None, limit: int) -> list[Message]:
-    conds: list[Any] = [Message.inbox_id.in_(inbox_ids)]  # type: ignore[attr-defined]
+def compile_search(
+    session: Session, query: Query, inbox_ids: list[str], after_pk: int | None, limit: int,
+    *, newer_than: int | None = None, extra: list[Any] | None = None,
+) -> list[Message]:
+    """Newest first below ``after_pk`` (search pages); or, with ``newer_than``, oldest first
+    above it (wait_for_message: the first match after a point, however many came after)."""
+    conds: list[Any] = [Message.inbox_id.in_(inbox_ids), *(extra or [])]  # type: ignore[attr-defined]
     for term in query.terms:
         cond = _condition(term)
         if cond is not None:
@@ -67,10 +72,13 @@ def compile_search(session: Session, query: Query, inbox_ids: list[str], after_p
         raise InvalidArgument("full-text search needs the SQLite store in this version")
     if after_pk is not None:
         conds.append(Message.pk < after_pk)  # type: ignore[operator]
+    if newer_than is not None:
+        conds.append(Message.pk > newer_than)  # type: ignore[operator]
     # Two steps: choose the page's pks first (a sort of integers, off the covering index
     # ix_message_inbox_pk), then load just those rows. Selecting whole rows here made SQLite sort
     # every matching message, body text included, to keep 20 of them.
-    pk_stmt = select(Message.pk).where(and_(*conds)).order_by(Message.pk.desc()).limit(limit)  # type: ignore[union-attr]
+    order = Message.pk.asc() if newer_than is not None else Message.pk.desc()  # type: ignore[union-attr]
+    pk_stmt = select(Message.pk).where(and_(*conds)).order_by(order).limit(limit)
     pks = list(session.exec(pk_stmt).all())
     if not pks:
         return []
