@@ -22,6 +22,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "postfix postfix/mailname string localhost" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Where the packages' maintainer scripts started the system-wide daemons (a machine with systemd),
+  # stop and disable them: the harness runs its own instances, and nothing may listen on 25/143.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now postfix dovecot >/dev/null 2>&1 || true
+  fi
 fi
 
 # Mail cannot be stored as root: Dovecot delivers and reads as this unprivileged user.
@@ -33,11 +38,3 @@ if ! getent passwd vmail >/dev/null; then
   getent group vmail >/dev/null || groupadd --system vmail
   useradd --system --gid vmail --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin vmail
 fi
-
-# The packages may have enabled system-wide services; they are not used (and must not hold port 25/143).
-for svc in postfix dovecot; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl stop "$svc" || true
-  fi
-done
-exit 0

@@ -27,7 +27,6 @@ from tests.mailservers import (  # noqa: F401  (fixtures are registered by impor
     missing_requirements,
 )
 
-pytestmark = pytest.mark.skipif(missing_requirements() is not None, reason=missing_requirements() or "")
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE, BOB = "alice@mail.test", "bob@mail.test"
@@ -35,8 +34,8 @@ PW = {ALICE: "alice-pw", BOB: "bob-pw"}
 
 
 @pytest.fixture(scope="module")
-def ms(mailservers_module: MailServers) -> MailServers:
-    mailservers_module.add_user(ALICE, PW[ALICE])
+def ms(mailservers_module: MailServers) -> MailServers:  # noqa: F811
+    mailservers_module.add_user(ALICE, PW[ALICE], wait=False)  # the next add_user waits
     mailservers_module.add_user(BOB, PW[BOB])
     return mailservers_module
 
@@ -49,6 +48,20 @@ def _message(to: str, sender: str = "someone@outside.example") -> tuple[str, byt
     return subject, msg.as_bytes()
 
 
+def _send(ms: MailServers, rcpt: str, raw: bytes, sender: str = "someone@outside.example",
+          login: str | None = None) -> None:
+    """Send one message through the MX port (or the submission port with ``login``); a refusal
+    fails the test with the servers' logs attached."""
+    port = ms.submission_port if login else ms.smtp_port
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            if login:
+                s.login(login, PW[login])
+            s.sendmail(sender, [rcpt], raw)
+    except smtplib.SMTPException as e:
+        raise AssertionError(f"sending to {rcpt} failed: {e!r}\n{ms.log_text()[-4000:]}") from e
+
+
 def _imap(ms: MailServers, user: str, password: str) -> IMAPClient:
     c = IMAPClient("127.0.0.1", ms.imap_port, ssl=False, timeout=10)  # IMAPClient defaults to ssl=True
     c.login(user, password)
@@ -57,7 +70,11 @@ def _imap(ms: MailServers, user: str, password: str) -> IMAPClient:
 
 def _wait_subject(ms: MailServers, user: str, subject: str, timeout: float = 10.0) -> bytes:
     deadline = time.monotonic() + timeout
-    with _imap(ms, user, PW[user]) as c:
+    try:
+        c = _imap(ms, user, PW[user])
+    except imaplib.IMAP4.error as e:
+        raise AssertionError(f"login as {user} failed: {e!r}\n{ms.log_text()[-4000:]}") from e
+    with c:
         while True:
             c.select_folder("INBOX", readonly=True)
             uids = c.search(["HEADER", "Subject", subject])
@@ -71,8 +88,7 @@ def _wait_subject(ms: MailServers, user: str, subject: str, timeout: float = 10.
 def test_mx_delivers_to_local_user_read_over_imap(ms: MailServers) -> None:
     subject, raw = _message(BOB)
     t0 = time.monotonic()
-    with smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10) as s:
-        s.sendmail("someone@outside.example", [BOB], raw)
+    _send(ms, BOB, raw)
     body = _wait_subject(ms, BOB, subject)
     assert b"hello from the harness test" in body
     assert time.monotonic() - t0 < 5
@@ -81,8 +97,7 @@ def test_mx_delivers_to_local_user_read_over_imap(ms: MailServers) -> None:
 
 def test_master_user_opens_any_mailbox(ms: MailServers) -> None:
     subject, raw = _message(BOB)
-    with smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10) as s:
-        s.sendmail("someone@outside.example", [BOB], raw)
+    _send(ms, BOB, raw)
     _wait_subject(ms, BOB, subject)
     with _imap(ms, f"{BOB}*{ms.master_user}", ms.master_password) as c:
         c.select_folder("INBOX", readonly=True)
@@ -101,15 +116,16 @@ def test_submission_with_auth_delivers_locally(ms: MailServers) -> None:
     with smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s:
         s.ehlo()
         assert "PLAIN" in s.esmtp_features.get("auth", "") and "LOGIN" in s.esmtp_features.get("auth", "")
-        s.login(ALICE, PW[ALICE])
-        s.sendmail(ALICE, [BOB], raw)
+    _send(ms, BOB, raw, sender=ALICE, login=ALICE)
     _wait_subject(ms, BOB, subject)
 
 
 def test_submission_refuses_bad_password(ms: MailServers) -> None:
-    with smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s:
-        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
-            s.login(ALICE, "nope")
+    with (
+        smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s,
+        pytest.raises(smtplib.SMTPAuthenticationError) as e,
+    ):
+        s.login(ALICE, "nope")
     assert e.value.smtp_code == 535
 
 
@@ -155,10 +171,9 @@ def test_idle_gets_exists_push_within_2s(ms: MailServers) -> None:
         c.select_folder("INBOX")
         c.idle()
         try:
-            subject, raw = _message(BOB)
+            _subject, raw = _message(BOB)
             t0 = time.monotonic()
-            with smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10) as s:
-                s.sendmail("someone@outside.example", [BOB], raw)
+            _send(ms, BOB, raw)
             pushed = None
             while time.monotonic() - t0 < 2.0 and pushed is None:
                 for resp in c.idle_check(timeout=0.2):
@@ -185,7 +200,7 @@ def test_append_to_sent_and_special_use_folders(ms: MailServers) -> None:
 
 def test_imaps_and_starttls(ms: MailServers) -> None:
     if ms.imaps_port is None:
-        pytest.skip("no openssl: no certificate, no IMAPS")
+        pytest.fail("no openssl: no certificate, no IMAPS (scripts/install-mailservers.sh installs it)")
     assert ms.tls_cert is not None
     ctx = ssl.create_default_context(cafile=str(ms.tls_cert))
     with IMAPClient("127.0.0.1", ms.imaps_port, ssl=True, ssl_context=ctx, timeout=10) as c:
@@ -200,7 +215,7 @@ def test_imaps_and_starttls(ms: MailServers) -> None:
 def test_submission_starttls_when_asked(tmp_path: Path) -> None:
     with MailServers(tmp_path / "tls", smtp_starttls=True) as ms:
         if ms.tls_cert is None:
-            pytest.skip("no openssl: no certificate")
+            pytest.fail("no openssl: no certificate (scripts/install-mailservers.sh installs it)")
         ms.add_user(ALICE, PW[ALICE], wait=False)
         ctx = ssl.create_default_context(cafile=str(ms.tls_cert))
         with smtplib.SMTP("127.0.0.1", ms.submission_port, timeout=10) as s:
@@ -221,8 +236,7 @@ def test_add_and_remove_user_take_effect_at_once(ms: MailServers) -> None:
     PW[carol] = "carol-pw"
     try:
         subject, raw = _message(carol)
-        with smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10) as s:
-            s.sendmail("someone@outside.example", [carol], raw)
+        _send(ms, carol, raw)
         _wait_subject(ms, carol, subject)
         ms.remove_user(carol)
         with smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10) as s:
@@ -243,7 +257,7 @@ def test_relay_to_smarthost_sink(tmp_path: Path) -> None:
     arrived = threading.Event()
 
     class Sink:
-        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        async def handle_DATA(self, server, session, envelope):
             got.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
             arrived.set()
             return "250 OK"
@@ -306,12 +320,23 @@ def test_stop_frees_ports_and_leaves_no_process(tmp_path: Path) -> None:
     assert ports <= _listening()
     assert len(ports) == (4 if ms.imaps_port else 3)
     assert ms._postfix is not None and ms._dovecot is not None
+    assert ms._watchdog is not None
     master = ms._postfix_master_pid()
-    pgids = {ms._dovecot.pid, ms._postfix.pid, master or -1}
+    pgids = {ms._dovecot.pid, ms._postfix.pid, ms._watchdog.pid, master or -1}
+    assert _our_processes(ms)
+    # clients still connected do not hold the stop up
+    ms.add_user(ALICE, PW[ALICE], wait=False)
+    ms.add_user(BOB, PW[BOB])
+    idler = _imap(ms, ALICE, PW[ALICE])
+    idler.select_folder("INBOX")
+    idler.idle()
+    smtp = smtplib.SMTP("127.0.0.1", ms.smtp_port, timeout=10)
+    smtp.mail("someone@outside.example")
     ms.stop()
     assert ms.stop_seconds is not None and ms.stop_seconds < 5
     assert not ports & _listening()
     assert _group_members(pgids) == []
+    assert _our_processes(ms) == []
     ms.stop()  # idempotent
     # and it starts again, on fresh ports, from the same root
     with ms:
@@ -319,7 +344,7 @@ def test_stop_frees_ports_and_leaves_no_process(tmp_path: Path) -> None:
     assert not {ms.smtp_port, ms.imap_port} & _listening()
 
 
-def test_function_fixture_is_fast(mailservers: MailServers) -> None:
+def test_function_fixture_is_fast(mailservers: MailServers) -> None:  # noqa: F811
     assert mailservers.start_seconds is not None and mailservers.start_seconds < 2
     mailservers.add_user("dave@mail.test", "pw")
     with smtplib.SMTP("127.0.0.1", mailservers.smtp_port, timeout=10) as s:
@@ -336,7 +361,7 @@ def test_servers_stop_by_themselves_when_the_test_process_dies(tmp_path: Path) -
         "print(ms.smtp_port, ms.submission_port, ms.imap_port, ms.imaps_port or 0, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == -9, proc.stderr
     ports = {int(p) for p in proc.stdout.split() if p != "0"}
     assert len(ports) >= 3
@@ -344,3 +369,7 @@ def test_servers_stop_by_themselves_when_the_test_process_dies(tmp_path: Path) -
     while ports & _listening() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ports & _listening(), "the watchdog did not stop the orphaned servers"
+    orphan = MailServers(tmp_path / "orphan")
+    while _our_processes(orphan) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _our_processes(orphan) == []

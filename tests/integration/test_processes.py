@@ -20,7 +20,7 @@ def roomy_policy(tmp_path: Path) -> Path:
     d.mkdir()
     text = (REPO / "policies" / "default.toml").read_text()
     text = text.replace("per_minute = 5", "per_minute = 1000").replace("per_hour = 10\n", "per_hour = 1000\n")
-    text = text.replace("per_day = 10\n", "per_day = 1000\n")
+    text = text.replace("per_day = 10\n", "per_day = 1000\n").replace("per_minute = 30\n", "per_minute = 1000\n")
     (d / "default.toml").write_text(text)
     return d
 

@@ -546,7 +546,7 @@ def _stdlib_item(raw: bytes) -> ContentItem:
 def test_verification_mail_corpus_has_no_detector_findings() -> None:
     files = sorted(VERIFICATION_CORPUS.glob("*.eml"))
     if not files:
-        pytest.skip(f"verification-mail corpus not found at {VERIFICATION_CORPUS}")
+        pytest.fail(f"verification-mail corpus not found at {VERIFICATION_CORPUS}")
     flagged = {f.name: scan(_stdlib_item(f.read_bytes()), ALL, [], []) for f in files}
     assert {k: v for k, v in flagged.items() if v} == {}
 

@@ -418,3 +418,20 @@ def test_audit_appends_are_serialised_across_threads(world) -> None:  # type: ig
     assert broken is None and n >= 8
 
 
+
+
+def test_many_new_recipients_pause_even_a_verified_agent(home: Home, tmp_path: Path) -> None:
+    policy_dir = make_policy(tmp_path, **{"new_recipients_per_hour = 20": "new_recipients_per_hour = 2"})
+    svc = service(home, policy_dir)
+    alice, _ = svc.create_agent("alice")
+    a = svc.provision_inbox(alice, "alice")
+    cli(home, policy_dir, "agents", "verify", "alice")  # the ramp no longer applies; the anomaly rule does
+    targets = []
+    for i in range(3):
+        agent, _ = svc.create_agent(f"n{i}")
+        targets.append(svc.provision_inbox(agent, f"n{i}").address)
+    svc.send_message(alice, a.inbox_id, targets[:2], "hello both", text="hi")
+    with pytest.raises(AgentPaused, match="anomaly.new_recipients_per_hour"):
+        svc.send_message(alice, a.inbox_id, [targets[2]], "hello three", text="hi 3")
+    exported = [json.loads(x) for x in cli(home, policy_dir, "audit", "export").stdout.splitlines()]
+    assert any(r["action"] == "agent.pause" and r["rule"] == "anomaly.new_recipients_per_hour" and r["actor"] == "system" for r in exported)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 import secrets
 import shlex
@@ -201,10 +202,18 @@ class SmtpImapBackend:
             _append_line(s.dovecot_users_file, address, f"{address}:{{PLAIN}}{secrets.token_urlsafe(24)}::::::")
         if s.postfix_recipients_file:
             _append_line(s.postfix_recipients_file, address, f"{address} OK")
+            # Postfix declines to load a table modified within the last second (it might be
+            # half-written) and stalls; the edit is complete, so say so.
+            past = time.time() - 2
+            os.utime(s.postfix_recipients_file, (past, past))
         if s.provision_command:
             proc = subprocess.run(shlex.split(s.provision_command), capture_output=True, text=True, timeout=60)
             if proc.returncode != 0:
                 raise BackendUnavailable(f"provisioning command failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+        if s.dovecot_users_file:
+            # Dovecot looks at a passwd-file at most once per wall-clock second: until the next
+            # second begins, the new user does not exist for it, and LMTP would refuse its mail.
+            time.sleep(1.05 - time.time() % 1)
 
     def labels_changed(self, inbox_id: str, message_pk: int, added: list[str], removed: list[str]) -> None:
         if self._sink is None:
