@@ -150,6 +150,7 @@ def main() -> None:
     try:
         ms.start()
         ms.add_user(BOB, "bob-pw")
+        print(f"inbox_mcp from {Path(smtp_imap.__file__).parents[1]}")
         print(f"mail servers up in {ms.start_seconds:.2f} s (imap {ms.imap_port})")
 
         gen_s, fill_s, fill_bytes = fill(ms, args.n, args.seen, args.seed)

@@ -196,6 +196,7 @@ def main() -> None:
         ms.start()
         ms.add_user(ALICE, "alice-pw")
         ms.add_user(SUBMIT, SUBMIT_PW)
+        print(f"inbox_mcp from {Path(smtp_imap.__file__).parents[1]}")
         print(f"mail servers up in {ms.start_seconds:.2f} s (submission {ms.submission_port}, sink {ctl.port})")
 
         # warm-up: Postfix spawns its smtpd/cleanup/qmgr/smtp processes, Dovecot its auth

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .base import ServiceBase
 
 log = logging.getLogger(__name__)
 DNS_TIMEOUT_S = 2.0
+DNS_CACHE_S = 300.0
 
 
 def static_dns(path: Path) -> DnsTxt:
@@ -31,6 +33,35 @@ def static_dns(path: Path) -> DnsTxt:
     return txt
 
 
+def cached(fn, ttl: float = DNS_CACHE_S, size: int = 4096):  # type: ignore[no-untyped-def]
+    """A small TTL cache in front of a resolver, negative answers included: a burst of mail from
+    one domain asks DNS once, not once per message (each lookup is a network round trip)."""
+    memo: dict[tuple, tuple[float, object, bool]] = {}
+    lock = threading.Lock()
+
+    def lookup(*args):  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        with lock:
+            hit = memo.get(args)
+        if hit and now - hit[0] < ttl:
+            if hit[2]:
+                raise LookupError(args[0])
+            return hit[1]
+        try:
+            value, missing = fn(*args), False
+        except LookupError:
+            value, missing = None, True
+        with lock:
+            if len(memo) >= size:
+                memo.clear()
+            memo[args] = (now, value, missing)
+        if missing:
+            raise LookupError(args[0])
+        return value
+
+    return lookup
+
+
 class AuthenticationOps(ServiceBase):
     _dkim_lock = threading.Lock()
 
@@ -40,7 +71,8 @@ class AuthenticationOps(ServiceBase):
         if mode == "off":
             return no_dns, None
         if mode == "system":
-            return system_dns(DNS_TIMEOUT_S)
+            txt, addr = system_dns(DNS_TIMEOUT_S)
+            return cached(txt), cached(addr)
         return static_dns(Path(mode)), None
 
     def authenticate_inbound(self, raw: bytes, client_ip: str | None, helo: str | None, mail_from: str | None) -> dict[str, str]:
