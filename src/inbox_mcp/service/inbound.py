@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from ..mail.dsn import Bounce as BounceReport
@@ -21,6 +22,14 @@ from .anomaly import AnomalyOps
 from .authentication import AuthenticationOps
 
 log = logging.getLogger(__name__)
+
+_HAS_COPY = (
+    select(Message.pk)
+    .where(Message.inbox_id == Inbox.id, Message.raw_sha256 == bindparam("sha"), Message.direction == "in")
+    .limit(1)
+    .exists()
+)
+_RECIPIENT_INBOXES = select(Inbox.id, _HAS_COPY).where(Inbox.address.in_(bindparam("addrs", expanding=True)))  # type: ignore[attr-defined]
 
 
 def to_new_message(
@@ -86,16 +95,17 @@ class InboundOps(AuthenticationOps, AnomalyOps):
         bounce = parse_bounce(raw)
         addresses = sorted({r.strip().lower() for r in recipients})
         delivered: list[str] = []
+        digest = hashlib.sha256(raw).hexdigest()
         with self.db.write() as s:
-            inboxes = s.exec(select(Inbox).where(Inbox.address.in_(addresses))).all()  # type: ignore[attr-defined]
-            for inbox in inboxes:
-                if self._already_have(s, inbox.id, raw):
-                    continue  # a retried delivery of bytes we stored: never a second copy
-                msg = to_new_message(parsed, raw, inbox.id, "in", ["inbox", "unread"], auth)
-                insert_message(s, msg)
-                delivered.append(inbox.id)
+            # One query: the recipients' inboxes, and whether each already holds these bytes
+            # (a retried delivery must never become a second copy).
+            for inbox_id, have in s.connection().execute(_RECIPIENT_INBOXES, {"addrs": addresses, "sha": digest}).all():
+                if have:
+                    continue
+                insert_message(s, to_new_message(parsed, raw, inbox_id, "in", ["inbox", "unread"], auth))
+                delivered.append(inbox_id)
                 if bounce is not None:
-                    self._record_bounce(s, inbox, bounce)
+                    self._record_bounce(s, s.get(Inbox, inbox_id), bounce)  # type: ignore[arg-type]
         for inbox_id in delivered:
             self.notifier.notify(inbox_id)
 
@@ -120,13 +130,3 @@ class InboundOps(AuthenticationOps, AnomalyOps):
         if ours and bounce.permanent:
             s.flush()
             self._pause_on_bounce_rate(s, inbox.agent_id)
-
-
-    def _already_have(self, s: Session, inbox_id: str, raw: bytes) -> bool:
-        digest = hashlib.sha256(raw).hexdigest()
-        return (
-            s.exec(
-                select(Message.pk).where(Message.inbox_id == inbox_id, Message.raw_sha256 == digest, Message.direction == "in")
-            ).first()
-            is not None
-        )
