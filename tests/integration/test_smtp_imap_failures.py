@@ -10,6 +10,8 @@ there twice — in our store, and in the mailboxes on the IMAP server.
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import signal
@@ -25,12 +27,12 @@ from pathlib import Path
 
 import imapclient
 import pytest
+from sqlmodel import select
 
 from inbox_mcp.errors import BackendUnavailable
 from inbox_mcp.service import AgentRef, Service, build_service
 from inbox_mcp.settings import Settings
 from inbox_mcp.store.tables import Message, Outbox, utcnow
-from sqlmodel import select
 from tests.conftest import BIN, REPO, free_port, wait_port
 from tests.mailservers import MailServers
 
@@ -67,14 +69,16 @@ class TempfailServers(MailServers):
 
 
 def _start(ms: MailServers) -> MailServers:
-    ms.start()
+    # The submission login is written before start-up: adding it afterwards costs a Postfix reload.
+    for d in (ms.dovecot_dir, ms.postfix_dir):
+        d.mkdir(parents=True, exist_ok=True)
     ms.add_user(*SUBMIT)
-    return ms
+    return ms.start()
 
 
 @pytest.fixture
 def ms(tmp_path: Path) -> Iterator[MailServers]:
-    servers = _start(MailServers(tmp_path / "ms", DOMAIN))
+    servers = _start(MailServers(tmp_path / "ms", DOMAIN, tls=False))  # no certificate to make
     try:
         yield servers
     finally:
@@ -82,8 +86,19 @@ def ms(tmp_path: Path) -> Iterator[MailServers]:
 
 
 @pytest.fixture
+def ms_tls(tmp_path: Path) -> Iterator[MailServers]:
+    """With a self-signed certificate and an implicit-TLS IMAP port."""
+    servers = _start(MailServers(tmp_path / "ms", DOMAIN))
+    try:
+        assert servers.imaps_port, "no certificate: openssl missing?"
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
 def ms_tempfail(tmp_path: Path) -> Iterator[TempfailServers]:
-    servers = TempfailServers(tmp_path / "ms", DOMAIN)
+    servers = TempfailServers(tmp_path / "ms", DOMAIN, tls=False)
     _start(servers)
     try:
         yield servers
@@ -113,15 +128,15 @@ def roomy_policy(tmp: Path) -> Path:
 
 
 def make_settings(ms: MailServers, tmp: Path, **over: object) -> Settings:
-    values: dict[str, object] = dict(
-        home=tmp / "home", domain=DOMAIN, policy_dir=roomy_policy(tmp), auth_dns="off", backend="smtp_imap",
-        smtp_listen=f"127.0.0.1:{free_port()}",
-        smtp_host="127.0.0.1", smtp_port=ms.submission_port, smtp_tls="none",
-        smtp_username=SUBMIT[0], smtp_password=SUBMIT[1],
-        imap_host="127.0.0.1", imap_port=ms.imap_port, imap_tls="none",
-        imap_username=ms.master_user, imap_password=ms.master_password, imap_poll_s=1,
-        dovecot_users_file=ms.users_file, postfix_recipients_file=ms.postfix_recipients_file,
-    )
+    values: dict[str, object] = {
+        "home": tmp / "home", "domain": DOMAIN, "policy_dir": roomy_policy(tmp), "auth_dns": "off",
+        "backend": "smtp_imap", "smtp_listen": f"127.0.0.1:{free_port()}",
+        "smtp_host": "127.0.0.1", "smtp_port": ms.submission_port, "smtp_tls": "none",
+        "smtp_username": SUBMIT[0], "smtp_password": SUBMIT[1],
+        "imap_host": "127.0.0.1", "imap_port": ms.imap_port, "imap_tls": "none",
+        "imap_username": ms.master_user, "imap_password": ms.master_password, "imap_poll_s": 1,
+        "dovecot_users_file": ms.users_file, "postfix_recipients_file": ms.postfix_recipients_file,
+    }
     values.update(over)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -222,7 +237,7 @@ class ServeProcess:
 
     def __init__(self, settings: Settings, log: Path) -> None:
         self.port = free_port()
-        self.log = open(log, "a")
+        self.log = open(log, "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--transport", "http", "--port", str(self.port)],
             env=settings_env(settings), stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -287,7 +302,9 @@ def test_sigkill_mid_sync_then_restart_stores_every_message_once(ms: MailServers
 
 
 def doveadm(ms: MailServers, *args: str) -> str:
-    r = subprocess.run(["doveadm", "-c", str(ms.dovecot_dir / "dovecot.conf"), *args], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        ["doveadm", "-c", str(ms.dovecot_dir / "dovecot.conf"), *args], capture_output=True, text=True, timeout=30, check=False,
+    )
     assert r.returncode == 0, f"doveadm {' '.join(args)}: {r.stderr}"
     return r.stdout
 
@@ -420,8 +437,9 @@ def test_missing_imap_settings_are_named(ms: MailServers, tmp_path: Path) -> Non
 
 
 def test_imap_failures_are_clear_logged_and_recoverable(
-    ms: MailServers, tmp_path: Path, services: list[Service], caplog: pytest.LogCaptureFixture
+    ms_tls: MailServers, tmp_path: Path, services: list[Service], caplog: pytest.LogCaptureFixture
 ) -> None:
+    ms = ms_tls
     caplog.set_level(logging.WARNING, logger="inbox_mcp")
     good = make_settings(ms, tmp_path)
     svc = build(services, good)
@@ -435,14 +453,13 @@ def test_imap_failures_are_clear_logged_and_recoverable(
 
     closed = free_port()
     cases = {
-        "unreachable": (dict(imap_port=closed), [f"127.0.0.1:{closed}", "Connection refused"]),
-        "wrong master password": (dict(imap_password="not-the-password"), ["refused", "AUTHENTICATIONFAILED", "Authentication failed"]),
-        "implicit TLS to the plain port": (dict(imap_tls="implicit"), [f"127.0.0.1:{ms.imap_port}", "SSL"]),
+        "unreachable": ({"imap_port": closed}, [f"127.0.0.1:{closed}", "Connection refused"]),
+        "wrong master password": ({"imap_password": "not-the-password"}, ["refused", "AUTHENTICATIONFAILED", "Authentication failed"]),
+        "implicit TLS to the plain port": ({"imap_tls": "implicit"}, [f"127.0.0.1:{ms.imap_port}", "SSL"]),
     }
-    if ms.imaps_port:
-        cases["self-signed certificate, verification on"] = (
-            dict(imap_tls="implicit", imap_port=ms.imaps_port, tls_verify=True), ["CERTIFICATE_VERIFY_FAILED"],
-        )
+    cases["self-signed certificate, verification on"] = (
+        {"imap_tls": "implicit", "imap_port": ms.imaps_port, "tls_verify": True}, ["CERTIFICATE_VERIFY_FAILED"],
+    )
     for name, (over, words) in cases.items():
         caplog.clear()
         t0 = time.monotonic()
@@ -470,9 +487,9 @@ def test_imap_failures_are_clear_logged_and_recoverable(
     fixed = build(services, good)
     wait_until(lambda: fixed.search(bob, "subject:after", inbox_id=inbox_id).messages, 10, "the fixed config to sync")
     assert stored_count(good, inbox_id) == 2 and stored_duplicates(good, inbox_id) == []
-    if ms.imaps_port:  # and implicit TLS with verification off works against the self-signed cert
-        tls = build(services, make_settings(ms, tmp_path, imap_tls="implicit", imap_port=ms.imaps_port, tls_verify=False))
-        assert tls.backend.sync_now(inbox_id) == 0
+    # and implicit TLS with verification off works against the self-signed certificate
+    tls = build(services, make_settings(ms, tmp_path, imap_tls="implicit", imap_port=ms.imaps_port, tls_verify=False))
+    assert tls.backend.sync_now(inbox_id) == 0
 
 
 # --- 4. Outbound: submission server down, wrong credentials, 5xx and 4xx --------------------------
@@ -563,7 +580,7 @@ def settle(ms: MailServers, address: str, mid: str, want: int, folder: str = "IN
     """Wait until ``want`` copies are on the server (Postfix delivers asynchronously), then a
     little longer so that a second copy on its way would show; return the count."""
     wait_until(lambda: server_copies(ms, address, mid, folder) >= want, timeout, f"{want} copies of {mid} in {address}/{folder}")
-    time.sleep(0.5)
+    time.sleep(0.3)
     return server_copies(ms, address, mid, folder)
 
 
@@ -688,8 +705,6 @@ def test_4xx_recipient_is_retried_alone_and_sent_copy_is_not_duplicated(
 
 
 def json_list(text: str) -> list[str]:
-    import json
-
     return json.loads(text)
 
 
@@ -728,7 +743,7 @@ def test_mailbox_removed_behind_our_back_backs_off_and_resumes(
     )
     wait_until(lambda: len(sync_failures(caplog, address)) >= 3, 10, "three failed reconnects")
     fails = sync_failures(caplog, address)
-    gaps = [b.created - a.created for a, b in zip(fails, fails[1:])]
+    gaps = [b.created - a.created for a, b in itertools.pairwise(fails)]
     assert gaps[1] > gaps[0] * 1.5, f"retries back off: gaps {gaps}"
     assert any("refused" in r.getMessage() for r in fails[1:]), [r.getMessage() for r in fails]
 

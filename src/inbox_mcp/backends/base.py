@@ -70,9 +70,10 @@ class MailBackend(Protocol):
 
     def stop(self) -> None: ...
 
-    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
+    def confirm_delivered(self, mail: OutboundMail, first_attempt: bool = True) -> list[str]:
         """After a crash between hand-over and recording it: the recipients this message can be
-        shown to have reached already (by its Message-ID or bytes), so a retry skips them."""
+        shown to have reached already (by its Message-ID or bytes), so a retry skips them.
+        ``first_attempt`` is False when earlier attempts may have delivered it to others."""
         ...
 
     def provision(self, address: str) -> None:

@@ -66,7 +66,7 @@ class LocalBackend:
         if self.listener:
             self.listener.stop()
 
-    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
+    def confirm_delivered(self, mail: OutboundMail, first_attempt: bool = True) -> list[str]:
         """Local delivery is idempotent (an inbox never stores the same bytes twice), so local
         recipients are simply retried; a smarthost gives no way to ask, so remote ones are too."""
         return []

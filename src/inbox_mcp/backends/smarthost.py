@@ -36,6 +36,16 @@ async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
             bucket = result.permanent if err.code >= 500 else result.temporary
             bucket[err.recipient] = f"{err.code} {err.message}"
         return result
+    except aiosmtplib.SMTPAuthenticationError as e:
+        # Our credentials are refused, not the message: keep it queued until an operator fixes
+        # them (as Postfix's own client does, smtp_sasl_auth_soft_bounce = yes) instead of
+        # failing every message sent meanwhile for good. The outbox gives up after a day.
+        for r in mail.recipients:
+            result.temporary[r] = (
+                f"{e.code} {e.message} (login as {settings.smtp_username} at {settings.smtp_host}:{settings.smtp_port} "
+                "refused: check INBOX_MCP_SMTP_USERNAME / INBOX_MCP_SMTP_PASSWORD)"
+            )
+        return result
     except aiosmtplib.SMTPResponseException as e:
         bucket = result.permanent if e.code >= 500 else result.temporary
         for r in mail.recipients:

@@ -75,16 +75,25 @@ def _s(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _server_words(e: Exception) -> str:
+    """imaplib raises login failures with the server's bytes as the argument, so ``str(e)`` reads
+    ``b'[AUTHENTICATIONFAILED] Authentication failed.'``: give just the words."""
+    text = str(e)
+    m = re.fullmatch(r"b(['\"])(.*)\1", text, re.DOTALL)
+    return m.group(2) if m else text
+
+
 class SmtpImapBackend:
     name = "smtp_imap"
 
-    def __init__(self, settings: Settings, inbox_addresses: callable = None) -> None:  # type: ignore[valid-type]
+    def __init__(self, settings: Settings, inbox_addresses: callable = None, sync: bool = True) -> None:  # type: ignore[valid-type]
         missing = [n for n in ("smtp_host", "imap_host", "imap_username", "imap_password") if not getattr(settings, n)]
         if missing:
             raise BackendUnavailable(
                 "the smtp_imap backend needs " + ", ".join(f"INBOX_MCP_{m.upper()}" for m in missing)
             )
         self.settings = settings
+        self._sync = sync  # False: a one-shot process (CLI, benchmarks) that must not start workers
         self._inbox_addresses = inbox_addresses
         self._sink: InboundSink | None = None
         self._workers: dict[str, _SyncWorker] = {}
@@ -112,7 +121,7 @@ class SmtpImapBackend:
                 client.starttls(self._ssl_context())
             client.login(s.imap_login_format.format(address=address, username=s.imap_username), s.imap_password)
         except LoginError as e:
-            raise BackendUnavailable(f"IMAP login for {address} at {s.imap_host}:{s.imap_port} refused: {_s(e)}") from None
+            raise BackendUnavailable(f"IMAP login for {address} at {s.imap_host}:{s.imap_port} refused: {_server_words(e)}") from None
         except (IMAPClientError, OSError, ssl.SSLError) as e:
             raise BackendUnavailable(f"IMAP server {s.imap_host}:{s.imap_port} unavailable: {e}") from None
         try:
@@ -140,29 +149,57 @@ class SmtpImapBackend:
                 folder = c.find_special_folder(SENT) or "Sent"
                 if not c.folder_exists(folder):
                     c.create_folder(folder)
+                elif mail.message_id:
+                    # A retry for recipients deferred on an earlier attempt: that attempt already
+                    # put the copy in Sent.
+                    c.select_folder(folder, readonly=True)
+                    if c.search(["HEADER", "Message-ID", mail.message_id]):
+                        return
                 c.append(folder, mail.raw, flags=(SEEN,))
         except (BackendUnavailable, IMAPClientError, OSError) as e:
             # The message went out; a missing copy in Sent is worth a log line, not a failure.
             log.warning("could not append %s to Sent of %s: %s", mail.message_id, mail.envelope_from, e)
 
-    def confirm_delivered(self, mail: OutboundMail) -> list[str]:
-        """The copy in Sent is appended right after the submission server's 250: finding the
-        Message-ID there proves the hand-over happened. (The window that remains is a crash
-        between that 250 and the APPEND; a retry then re-sends the same bytes and Message-ID,
-        which receiving servers and clients treat as one message.)"""
+    def confirm_delivered(self, mail: OutboundMail, first_attempt: bool = True) -> list[str]:
+        """After a crash between hand-over and recording it: the recipients that provably have
+        the message already, so the retry skips them.
+
+        - A recipient in our own domain has its mailbox on this IMAP server: look there for the
+          Message-ID (any folder but Sent and Drafts: it may be filed or in Junk already).
+        - For the others, a copy in the sender's Sent folder (appended right after the
+          submission server's 250) is the evidence — but only when the interrupted attempt was
+          the first: after an earlier partial delivery that copy is there anyway and proves
+          nothing about the recipients still pending, which are then sent again (at least once
+          rather than not at all)."""
         if not mail.message_id:
             return []
+        local = [r for r in mail.recipients if r.rpartition("@")[2].lower() == self.settings.domain]
+        done = [r for r in local if self._holds(r, mail.message_id, sent=False)]
+        others = [r for r in mail.recipients if r not in local]
+        if others and first_attempt and self._holds(mail.envelope_from, mail.message_id, sent=True):
+            done += others
+        return done
+
+    def _holds(self, address: str, message_id: str, sent: bool) -> bool:
+        """Whether ``address``'s mailbox holds a message with this Message-ID: in its Sent folder
+        (sent=True), or in any other folder but Drafts."""
         try:
-            with self.imap(mail.envelope_from) as c:
-                folder = c.find_special_folder(SENT) or "Sent"
-                if not c.folder_exists(folder):
-                    return []
-                c.select_folder(folder, readonly=True)
-                found = c.search(["HEADER", "Message-ID", mail.message_id])
+            with self.imap(address) as c:
+                sent_folder = c.find_special_folder(SENT) or "Sent"
+                if sent:
+                    folders = [sent_folder] if c.folder_exists(sent_folder) else []
+                else:
+                    folders = [
+                        name for flags, _delim, name in c.list_folders()
+                        if name != sent_folder and b"\\Noselect" not in flags and b"\\Drafts" not in flags
+                    ]
+                for folder in folders:
+                    c.select_folder(folder, readonly=True)
+                    if c.search(["HEADER", "Message-ID", message_id]):
+                        return True
         except (BackendUnavailable, IMAPClientError, OSError) as e:
-            log.warning("could not check Sent of %s for %s: %s", mail.envelope_from, mail.message_id, e)
-            return []
-        return list(mail.recipients) if found else []
+            log.warning("could not look for %s in the mailbox of %s: %s", message_id, address, e)
+        return False
 
     def start(self, sink: InboundSink) -> None:
         self._sink = sink
@@ -171,7 +208,7 @@ class SmtpImapBackend:
 
     def watch(self, inbox_id: str, address: str) -> None:
         """Start syncing one inbox (at start-up, and when an inbox is provisioned)."""
-        if self._sink is None or self._stopping.is_set():
+        if self._sink is None or self._stopping.is_set() or not self._sync:
             return
         with self._lock:
             if inbox_id in self._workers:
@@ -261,6 +298,7 @@ class _SyncWorker:
         self._sync_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"imap-{address}", daemon=True)
         self._client: imapclient.IMAPClient | None = None
+        self._uidnext = 0  # UIDNEXT when the last sync selected the mailbox
 
     def start(self) -> None:
         self._thread.start()
@@ -284,6 +322,7 @@ class _SyncWorker:
         assert sink is not None
         status = c.select_folder(INBOX)
         uidvalidity = int(status[b"UIDVALIDITY"])
+        self._uidnext = int(status.get(b"UIDNEXT", 0))
         last_uid = sink.imap_last_uid(self.inbox_id, INBOX, uidvalidity)  # type: ignore[attr-defined]
         uids = sorted(u for u in c.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         n = 0
@@ -326,6 +365,8 @@ class _SyncWorker:
                     while not self._stop.is_set():
                         with self._sync_lock:
                             self._sync(c)
+                        if self._arrived_meanwhile(c):
+                            continue
                         if idle:
                             self._idle(c)
                         else:
@@ -339,14 +380,31 @@ class _SyncWorker:
             finally:
                 self._client = None
 
+    def _arrived_meanwhile(self, c: imapclient.IMAPClient) -> bool:
+        """Mail delivered while a sync ran is announced (EXISTS) in the responses to that sync's
+        own commands, not to the IDLE that follows: look once more before waiting. Mail arriving
+        after this SELECT is announced when IDLE starts."""
+        return int(c.select_folder(INBOX).get(b"UIDNEXT", 0)) > self._uidnext
+
     def _idle(self, c: imapclient.IMAPClient) -> None:
         c.idle()
+        closed: str | None = None
         try:
             deadline = time.monotonic() + IDLE_RENEW_S
             while not self._stop.is_set() and time.monotonic() < deadline:
+                t0 = time.monotonic()
                 responses = c.idle_check(timeout=5)
+                bye = [r for r in responses if r and r[0] == b"BYE"]
+                if bye or (not responses and time.monotonic() - t0 < 4):
+                    # idle_check swallows EOF and returns [] at once, over and over: without
+                    # this the worker would spin on a dead connection until the IDLE renewal.
+                    closed = " ".join(_s(x) for x in bye[0][1:]) if bye else "connection closed"
+                    break
                 if any(len(r) >= 2 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE") for r in responses):
                     break
         finally:
-            if not self._stop.is_set():
+            if closed is None and not self._stop.is_set():
                 c.idle_done()
+        if closed is not None:
+            s = self.backend.settings
+            raise BackendUnavailable(f"IMAP server {s.imap_host}:{s.imap_port} ended the session of {self.address}: {closed}")

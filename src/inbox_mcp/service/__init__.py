@@ -45,7 +45,7 @@ def build_service(settings: Settings, *, listen: bool = True, backend: MailBacke
         from ..backends.smtp_imap import SmtpImapBackend
 
         holder: list[Service] = []
-        backend = SmtpImapBackend(settings, inbox_addresses=lambda: holder[0].imap_inboxes() if listen else [])
+        backend = SmtpImapBackend(settings, inbox_addresses=lambda: holder[0].imap_inboxes(), sync=listen)
         service = Service(settings, db, backend, policies)
         holder.append(service)
         backend.start(service)

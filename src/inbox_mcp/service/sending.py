@@ -186,7 +186,8 @@ class SendOps(GateOps, AnomalyOps):
             if box is None or msg is None or box.status != "sending":
                 return
             mail = OutboundMail(box.envelope_from, json.loads(box.recipients), get_blob(s, msg.raw_sha256), msg.message_id_header or "")
-        done = set(self.backend.confirm_delivered(mail))
+            first_attempt = box.attempts <= 1  # else an earlier attempt may have reached others
+        done = set(self.backend.confirm_delivered(mail, first_attempt=first_attempt))
         rest = [r for r in mail.recipients if r not in done]
         with self.db.write() as s:
             box = s.get(Outbox, outbox_id)
@@ -199,9 +200,9 @@ class SendOps(GateOps, AnomalyOps):
             self._record_delivery(outbox_id, DeliveryResult(delivered=sorted(done)))
 
     def dispatch_due(self, limit: int = 50) -> int:
-        """Retry queued rows whose time has come, and rows stranded in 'sending' by a crash.
-        Local delivery is idempotent (a recipient inbox never stores the same bytes twice), so
-        re-sending a stranded row cannot duplicate mail."""
+        """Retry queued rows whose time has come, and rows stranded in 'sending' by a crash; for
+        those, the backend first says which recipients provably got the message (see
+        ``confirm_delivered``), so only the rest are handed over again."""
         now = utcnow()
         with self.db.read() as s:
             stale = [b.id for b in s.exec(select(Outbox).where(Outbox.status == "sending")).all() if now - b.next_attempt_at > STALE_SENDING]
