@@ -27,7 +27,7 @@ async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
             username=settings.smtp_username,
             password=settings.smtp_password,
             use_tls=tls == "implicit",
-            start_tls=True if tls == "starttls" else False,
+            start_tls=tls == "starttls",
             tls_context=ssl.create_default_context() if tls != "none" else None,
             timeout=TIMEOUT_S,
         )
@@ -51,7 +51,7 @@ async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
         for r in mail.recipients:
             bucket[r] = f"{e.code} {e.message}"
         return result
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
         for r in mail.recipients:
             result.temporary[r] = f"relay {settings.smtp_host}:{settings.smtp_port} unreachable: {e}"
         return result

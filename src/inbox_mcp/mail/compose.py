@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from email import policy as email_policy
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -251,9 +251,9 @@ def compose_message(
         if not isinstance(att, OutgoingAttachment):
             raise InvalidArgument("attachments must be OutgoingAttachment values")
 
-    when = date or datetime.now(timezone.utc)
+    when = date or datetime.now(UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     message_id = make_msgid(domain=domain)
 
     msg = EmailMessage(policy=_POLICY)

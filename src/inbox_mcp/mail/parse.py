@@ -21,13 +21,14 @@ import logging
 import mimetypes
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from email.generator import BytesGenerator
 from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import mailparser
 
@@ -240,8 +241,8 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
     parsed = parsedate_to_datetime(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)  # RFC 5322 "-0000": zone unknown
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)  # RFC 5322 "-0000": zone unknown
+    return parsed.astimezone(UTC)
 
 
 def _raw_bytes(value: str) -> bytes:
@@ -479,7 +480,7 @@ def _parse(raw: bytes) -> ParsedMessage:
 
     date_getters: list[Callable[[], datetime | None]] = [lambda: _parse_date(headers.get("date"))]
     if mp is not None and mp.date is not None:
-        date_getters.insert(0, lambda: mp.date.astimezone(timezone.utc))
+        date_getters.insert(0, lambda: mp.date.astimezone(UTC))
     date = _attempt(defects, "date header", None, *date_getters)
 
     walker = _Walker(defects)

@@ -34,7 +34,7 @@ class Notifier:
             self._waiters[inbox_id].add(key)
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             with self._lock:
