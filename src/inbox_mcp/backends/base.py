@@ -18,6 +18,7 @@ class OutboundMail:
     recipients: list[str]
     raw: bytes
     message_id: str
+    attempt: int = 1  # the outbox's attempt number: above 1, an earlier attempt may have got through
 
 
 @dataclass

@@ -4,6 +4,8 @@ recipients outside the local domain. SMTP errors are translated here, in one pla
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
 import ssl
 
 import aiosmtplib
@@ -12,6 +14,13 @@ from ..settings import Settings
 from .base import DeliveryResult, OutboundMail
 
 TIMEOUT_S = 30
+
+
+@functools.cache
+def _local_hostname() -> str:
+    # Else aiosmtplib asks socket.getfqdn() for every connection, in asyncio.to_thread: with a new
+    # event loop per message (relay below), every send started and joined a thread for it.
+    return socket.getfqdn()
 
 
 async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
@@ -24,6 +33,7 @@ async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
             recipients=mail.recipients,
             hostname=settings.smtp_host,
             port=settings.smtp_port,
+            local_hostname=_local_hostname(),
             username=settings.smtp_username,
             password=settings.smtp_password,
             use_tls=tls == "implicit",

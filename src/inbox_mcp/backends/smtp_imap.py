@@ -45,7 +45,17 @@ log = logging.getLogger(__name__)
 
 INBOX = "INBOX"
 FETCH_BATCH = 200
+# UIDs per FLAGS fetch when every known UID must be checked: imapclient lists UIDs one by one and
+# Dovecot refuses a command line over 64 KiB (~12,800 UIDs counted from 1, fewer as UIDs grow).
+FLAGS_BATCH = 2000
 BACKOFF_MAX_S = 60.0
+# Sent copies go over cached IMAP connections (a login costs Dovecot a process and an auth
+# round trip, ~20 ms: more than the submission itself): at most SENT_CONNS of them, one per
+# sending address, least recently used closed first; one idle longer than SENT_IDLE_S is
+# replaced rather than trusted.
+SENT_CONNS = 8
+SENT_IDLE_S = 60.0
+SENT_MAX_USES = 1000  # then a new one: imaplib keeps every untagged EXISTS an APPEND brings
 IDLE_RENEW_S = 300  # RFC 2177: re-issue IDLE well inside the 29-minute server timeout
 ATOM = re.compile(r"^[A-Za-z0-9_.$-]{1,64}$")
 SYSTEM_KEYWORDS = {"spam": "$Junk"}
@@ -99,6 +109,8 @@ class SmtpImapBackend:
         self._workers: dict[str, _SyncWorker] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._sent: dict[str, _SentConn] = {}  # least recently used first
+        self._sent_lock = threading.Lock()
 
     # --- connections ------------------------------------------------------------------------
 
@@ -111,6 +123,16 @@ class SmtpImapBackend:
 
     @contextmanager
     def imap(self, address: str) -> Iterator[imapclient.IMAPClient]:
+        client = self._login(address)
+        try:
+            yield client
+        finally:
+            try:
+                client.logout()
+            except Exception:  # the connection may already be gone; nothing to clean up then
+                pass
+
+    def _login(self, address: str) -> imapclient.IMAPClient:
         s = self.settings
         try:
             client = imapclient.IMAPClient(
@@ -124,13 +146,7 @@ class SmtpImapBackend:
             raise BackendUnavailable(f"IMAP login for {address} at {s.imap_host}:{s.imap_port} refused: {_server_words(e)}") from None
         except (IMAPClientError, OSError, ssl.SSLError) as e:
             raise BackendUnavailable(f"IMAP server {s.imap_host}:{s.imap_port} unavailable: {e}") from None
-        try:
-            yield client
-        finally:
-            try:
-                client.logout()
-            except Exception:  # the connection may already be gone; nothing to clean up then
-                pass
+        return client
 
     # --- MailBackend ------------------------------------------------------------------------
 
@@ -144,21 +160,68 @@ class SmtpImapBackend:
         return result
 
     def _append_sent(self, mail: OutboundMail) -> None:
+        address = mail.envelope_from
         try:
-            with self.imap(mail.envelope_from) as c:
-                folder = c.find_special_folder(SENT) or "Sent"
-                if not c.folder_exists(folder):
-                    c.create_folder(folder)
-                elif mail.message_id:
-                    # A retry for recipients deferred on an earlier attempt: that attempt already
-                    # put the copy in Sent.
-                    c.select_folder(folder, readonly=True)
-                    if c.search(["HEADER", "Message-ID", mail.message_id]):
+            for _ in range(3):
+                conn = self._sent_conn(address)
+                with conn.lock:
+                    if conn.evicted:
+                        continue  # closed between the lookup and the lock: look it up again
+                    fresh = conn.client is None or time.monotonic() - conn.used > SENT_IDLE_S or conn.uses >= SENT_MAX_USES
+                    if fresh:
+                        conn.close()
+                        conn.client = self._login(address)
+                    try:
+                        self._append_to_sent(conn, mail)
+                        conn.used = time.monotonic()
                         return
-                c.append(folder, mail.raw, flags=(SEEN,))
-        except (BackendUnavailable, IMAPClientError, OSError) as e:
+                    except (IMAPClientError, OSError, ssl.SSLError):
+                        conn.close()
+                        if fresh:
+                            raise  # a new connection failed: that is the server's answer
+                        # a reused one went bad (server timeout or restart): once more, fresh
+            raise BackendUnavailable("no IMAP connection for the Sent copy")
+        except (BackendUnavailable, IMAPClientError, OSError, ssl.SSLError) as e:
             # The message went out; a missing copy in Sent is worth a log line, not a failure.
-            log.warning("could not append %s to Sent of %s: %s", mail.message_id, mail.envelope_from, e)
+            log.warning("could not append %s to Sent of %s: %s", mail.message_id, address, e)
+
+    @staticmethod
+    def _append_to_sent(conn: _SentConn, mail: OutboundMail) -> None:
+        c = conn.client
+        assert c is not None
+        if conn.folder is None:
+            folder = c.find_special_folder(SENT) or "Sent"
+            if not c.folder_exists(folder):
+                c.create_folder(folder)
+            # Kept selected (read-only): Dovecot then appends into the open mailbox instead of
+            # opening and syncing it for each APPEND, which grows with the folder (Maildir).
+            c.select_folder(folder, readonly=True)
+            conn.folder = folder
+        if mail.attempt > 1 and mail.message_id:
+            # A retry for recipients deferred on an earlier attempt: that attempt may have put the
+            # copy in Sent already. (Only then: the search reads every header in the folder.)
+            if c.search(["HEADER", "Message-ID", mail.message_id]):
+                return
+        c.append(conn.folder, mail.raw, flags=(SEEN,))
+        conn.uses += 1
+
+    def _sent_conn(self, address: str) -> _SentConn:
+        """The cached Sent connection of an address (now the most recently used), closing those
+        beyond SENT_CONNS or idle past SENT_IDLE_S that nobody is using at this moment."""
+        now = time.monotonic()
+        evicted = []
+        with self._sent_lock:
+            conn = self._sent.pop(address, None) or _SentConn()
+            self._sent[address] = conn
+            for other, x in list(self._sent.items()):
+                if x is not conn and (len(self._sent) > SENT_CONNS or now - x.used > SENT_IDLE_S) and x.lock.acquire(blocking=False):
+                    del self._sent[other]
+                    x.evicted = True
+                    evicted.append(x)
+        for x in evicted:
+            x.close()
+            x.lock.release()
+        return conn
 
     def confirm_delivered(self, mail: OutboundMail, first_attempt: bool = True) -> list[str]:
         """After a crash between hand-over and recording it: the recipients that provably have
@@ -223,6 +286,12 @@ class SmtpImapBackend:
             workers = list(self._workers.values())
         for w in workers:
             w.stop()
+        with self._sent_lock:
+            sent, self._sent = list(self._sent.values()), {}
+        for x in sent:
+            with x.lock:
+                x.evicted = True
+                x.close(logout=True)
 
     def sync_now(self, inbox_id: str) -> int:
         """Sync one inbox in the calling thread (the CLI, tests, benchmarks)."""
@@ -277,6 +346,27 @@ class SmtpImapBackend:
                 c.remove_flags([uid], rem, silent=True)
 
 
+class _SentConn:
+    """One cached IMAP connection for the Sent copies of one address; used under ``lock``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.client: imapclient.IMAPClient | None = None
+        self.folder: str | None = None
+        self.used = 0.0
+        self.uses = 0
+        self.evicted = False
+
+    def close(self, logout: bool = False) -> None:
+        client, self.client, self.folder, self.uses = self.client, None, None, 0
+        if client is None:
+            return
+        try:  # no LOGOUT on a connection that may be half-dead: it could wait out the timeout
+            client.logout() if logout else client.shutdown()
+        except Exception:  # already gone
+            pass
+
+
 def _append_line(path: Path, address: str, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
@@ -299,6 +389,10 @@ class _SyncWorker:
         self._thread = threading.Thread(target=self._run, name=f"imap-{address}", daemon=True)
         self._client: imapclient.IMAPClient | None = None
         self._uidnext = 0  # UIDNEXT when the last sync selected the mailbox
+        # (UIDVALIDITY, HIGHESTMODSEQ) at the start of the last complete flag pass (CONDSTORE,
+        # RFC 7162): later passes look only at messages whose MODSEQ moved past it.
+        self._flags_at: tuple[int, int] | None = None
+        self._condstore_on: imapclient.IMAPClient | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -320,8 +414,14 @@ class _SyncWorker:
     def _sync(self, c: imapclient.IMAPClient) -> int:
         sink = self.backend._sink
         assert sink is not None
+        if self._condstore_on is not c:
+            caps = c.capabilities()
+            if b"CONDSTORE" in caps and b"ENABLE" in caps:
+                c.enable("CONDSTORE")  # SELECT then reports HIGHESTMODSEQ
+            self._condstore_on = c
         status = c.select_folder(INBOX)
         uidvalidity = int(status[b"UIDVALIDITY"])
+        modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
         self._uidnext = int(status.get(b"UIDNEXT", 0))
         last_uid = sink.imap_last_uid(self.inbox_id, INBOX, uidvalidity)  # type: ignore[attr-defined]
         uids = sorted(u for u in c.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
@@ -336,23 +436,34 @@ class _SyncWorker:
                 flags = [_s(f) for f in item.get(b"FLAGS", ())]
                 sink.store_synced(self.inbox_id, INBOX, uidvalidity, uid, item[b"BODY[]"], flags)
                 n += 1
-        self._sync_flags(c, uidvalidity)
+        self._sync_flags(c, uidvalidity, modseq)
         return n
 
-    def _sync_flags(self, c: imapclient.IMAPClient, uidvalidity: int) -> None:
-        """Flags changed by other IMAP clients (a person reading in Thunderbird) reach the store."""
+    def _sync_flags(self, c: imapclient.IMAPClient, uidvalidity: int, modseq: int | None = None) -> None:
+        """Flags changed by other IMAP clients (a person reading in Thunderbird) reach the store.
+
+        With CONDSTORE only the messages whose MODSEQ passed the last pass's HIGHESTMODSEQ are
+        fetched (none at all while HIGHESTMODSEQ stands still); without it, and on the first
+        pass, the flags of every known UID, in batches."""
         sink = self.backend._sink
+        since = self._flags_at if modseq is not None and self._flags_at and self._flags_at[0] == uidvalidity else None
+        if since is not None and since[1] == modseq:
+            return  # nothing in the mailbox changed since the last pass
         known = sink.imap_known_uids(self.inbox_id, INBOX, uidvalidity)  # type: ignore[union-attr,attr-defined]
-        if not known:
-            return
-        current = c.fetch(list(known), ["FLAGS"])
+        if since is not None:
+            candidates = sorted(u for u in c.search(["MODSEQ", str(since[1] + 1)]) if u in known)
+        else:
+            candidates = sorted(known)
         changes = {}
-        for uid, item in current.items():
-            flags = sorted(_s(f) for f in item.get(b"FLAGS", ()))
-            if " ".join(flags) != known[uid]:
-                changes[uid] = flags
+        for i in range(0, len(candidates), FLAGS_BATCH):
+            for uid, item in c.fetch(candidates[i : i + FLAGS_BATCH], ["FLAGS"]).items():
+                flags = sorted(_s(f) for f in item.get(b"FLAGS", ()))
+                if uid in known and " ".join(flags) != known[uid]:
+                    changes[uid] = flags
         if changes:
             sink.imap_apply_flags(self.inbox_id, INBOX, uidvalidity, changes)  # type: ignore[union-attr,attr-defined]
+        if modseq is not None:
+            self._flags_at = (uidvalidity, modseq)
 
     def _run(self) -> None:
         backoff = 1.0

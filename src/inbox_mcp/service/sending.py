@@ -143,7 +143,7 @@ class SendOps(GateOps, AnomalyOps):
             raw = get_blob(s, msg.raw_sha256)
             pending = json.loads(box.recipients)
         try:
-            result = self.backend.deliver(OutboundMail(box.envelope_from, pending, raw, msg.message_id_header or ""))
+            result = self.backend.deliver(OutboundMail(box.envelope_from, pending, raw, msg.message_id_header or "", box.attempts))
         except Exception as e:  # a backend bug must not strand the row in 'sending'
             log.exception("delivery of %s failed", outbox_id)
             result = DeliveryResult(temporary={r: f"backend error: {e}" for r in pending})
