@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case
+from sqlalchemy import ColumnElement, bindparam, case
 from sqlmodel import Session, func, select
 
 from ..contract import SendResult
@@ -67,32 +67,54 @@ class Verdict:
 
 
 def _frees(oldest: datetime | None, seconds: int, now: datetime) -> float:
-    return (oldest + timedelta(seconds=seconds) - now).total_seconds() if oldest else 0.0
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:  # Core results from SQLite come back naive (UTC)
+        oldest = oldest.replace(tzinfo=UTC)
+    return (oldest + timedelta(seconds=seconds) - now).total_seconds()
+
+
+# The rolling-window counters, as statements built once (building them cost more than running
+# them). Each window's start is a bound parameter: t60 = now - 60 s, and so on.
+WINDOWS = (60, 600, 3600, 86400, 604800)
+_e = SendEvent
+
+
+def _in(n: int) -> ColumnElement[bool]:
+    return _e.at > bindparam(f"t{n}", type_=_e.__table__.c.at.type)
+
+
+def _count(n: int) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((_in(n), 1), else_=0)), 0)
+
+
+def _oldest(n: int, also: ColumnElement[bool] | None = None) -> ColumnElement[datetime]:
+    return func.min(case(((_in(n) & also) if also is not None else _in(n), _e.at)))
+
+
+_AGENT_WINDOWS = select(
+    *[_count(n) for n in (60, 3600, 86400, 600)],
+    *[_oldest(n) for n in (60, 3600, 86400)],
+    *[func.coalesce(func.sum(case((_in(n), _e.new_recipients), else_=0)), 0) for n in (3600, 86400, 604800)],
+    *[_oldest(n, _e.new_recipients > 0) for n in (3600, 86400, 604800)],
+).where(_e.agent_id == bindparam("agent"), _in(604800))
+_INBOX_WINDOWS = select(
+    *[_count(n) for n in (60, 3600, 86400)], *[_oldest(n) for n in (60, 3600, 86400)]
+).where(_e.inbox_id == bindparam("inbox"), _in(86400))
+_BOUNCES = (
+    select(func.count()).select_from(Bounce)
+    .where(Bounce.agent_id == bindparam("agent"), Bounce.at > bindparam("t86400", type_=Bounce.__table__.c.at.type))
+)
 
 
 class GateOps(OutgoingOps):
     def _counters(self, s: Session, agent_id: str, inbox_id: str) -> Counters:
         now = utcnow()
-        ago = {n: now - timedelta(seconds=n) for n in (60, 600, 3600, 86400, 604800)}
-        e = SendEvent
-        in_win = lambda n: e.at > ago[n]  # noqa: E731
-        row = s.exec(
-            select(
-                *[func.coalesce(func.sum(case((in_win(n), 1), else_=0)), 0) for n in (60, 3600, 86400, 600)],
-                *[func.min(case((in_win(n), e.at))) for n in (60, 3600, 86400)],
-                *[func.coalesce(func.sum(case((in_win(n), e.new_recipients), else_=0)), 0) for n in (3600, 86400, 604800)],
-                *[func.min(case(((in_win(n)) & (e.new_recipients > 0), e.at))) for n in (3600, 86400, 604800)],
-            ).where(e.agent_id == agent_id, e.at > ago[604800])
-        ).one()
-        m, h, d, ten, om, oh, od, nh, nd, nw, onh, ond, onw = row
-        irow = s.exec(
-            select(
-                *[func.coalesce(func.sum(case((in_win(n), 1), else_=0)), 0) for n in (60, 3600, 86400)],
-                *[func.min(case((in_win(n), e.at))) for n in (60, 3600, 86400)],
-            ).where(e.inbox_id == inbox_id, e.at > ago[86400])
-        ).one()
-        im, ih, idy, oim, oih, oid = irow
-        bounces = s.exec(select(func.count()).select_from(Bounce).where(Bounce.agent_id == agent_id, Bounce.at > ago[86400])).one()
+        params = {f"t{n}": now - timedelta(seconds=n) for n in WINDOWS}
+        conn = s.connection()
+        m, h, d, ten, om, oh, od, nh, nd, nw, onh, ond, onw = conn.execute(_AGENT_WINDOWS, {"agent": agent_id, **params}).one()
+        im, ih, idy, oim, oih, oid = conn.execute(_INBOX_WINDOWS, {"inbox": inbox_id, **params}).one()
+        bounces = conn.execute(_BOUNCES, {"agent": agent_id, **params}).scalar()
         return Counters(
             minute=Window(m, _frees(om, 60, now)), hour=Window(h, _frees(oh, 3600, now)), day=Window(d, _frees(od, 86400, now)),
             inbox_minute=Window(im, _frees(oim, 60, now)), inbox_hour=Window(ih, _frees(oih, 3600, now)),
