@@ -21,7 +21,7 @@ import logging
 import mimetypes
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, UTC
+from datetime import datetime, UTC
 from email.generator import BytesGenerator
 from email.header import decode_header
 from email.message import Message
