@@ -830,3 +830,35 @@ def test_crash_while_retrying_a_deferred_recipient_still_delivers_to_it(
     assert settle(ms, c_addr, mid, 1, timeout=5) == 1, "carol never got the message"
     assert settle(ms, b_addr, mid, 1) == 1
     assert outbox_row(svc, sent.message_id).status == "sent"
+
+
+def test_submission_over_starttls_and_a_refused_certificate(tmp_path: Path) -> None:
+    """Outbound over STARTTLS to the real Postfix: delivered when the certificate is accepted
+    (tls_verify off, as for a test CA), deferred with the TLS error when it is verified."""
+    servers = MailServers(tmp_path / "tls", "mail.test", smtp_starttls=True).start()
+    try:
+        servers.add_user("submit@mail.test", "pw")
+        servers.add_user("bob@mail.test", "bobpw")
+        base = dict(
+            home=tmp_path / "home", domain="mail.test", auth_dns="off", backend="smtp_imap",
+            smtp_host="127.0.0.1", smtp_port=servers.submission_port, smtp_tls="starttls",
+            smtp_username="submit@mail.test", smtp_password="pw", imap_host="127.0.0.1", imap_port=servers.imap_port,
+            imap_tls="none", imap_username=servers.master_user, imap_password=servers.master_password,
+            smtp_listen="127.0.0.1:0",
+        )
+        for verify, want in ((False, "sent"), (True, "queued")):
+            svc = build_service(Settings(**base, tls_verify=verify), listen=False)
+            agent = svc.agent_by_name("alice") if verify else svc.create_agent("alice")[0]
+            inbox = svc.list_inboxes(agent).inboxes[0] if verify else svc.provision_inbox(agent, "alice")
+            got = svc.send_message(agent, inbox.inbox_id, ["bob@mail.test"], f"tls verify={verify}", text=f"over starttls {verify}")
+            assert got.status == want, got
+            if want == "queued":
+                assert "certificate" in " ".join(got.deferred.values()).lower(), got.deferred
+            svc.backend.stop()
+        with imapclient.IMAPClient("127.0.0.1", port=servers.imap_port, ssl=False) as c:
+            c.login(f"bob@mail.test*{servers.master_user}", servers.master_password)
+            c.select_folder("INBOX")
+            assert len(c.search(["SUBJECT", "tls verify=False"])) == 1
+            assert c.search(["SUBJECT", "tls verify=True"]) == []
+    finally:
+        servers.stop()

@@ -23,6 +23,14 @@ def _local_hostname() -> str:
     return socket.getfqdn()
 
 
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if not settings.tls_verify:  # test servers with self-signed certificates only
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
     result = DeliveryResult()
     tls = settings.smtp_tls
@@ -38,7 +46,7 @@ async def _send(settings: Settings, mail: OutboundMail) -> DeliveryResult:
             password=settings.smtp_password,
             use_tls=tls == "implicit",
             start_tls=tls == "starttls",
-            tls_context=ssl.create_default_context() if tls != "none" else None,
+            tls_context=_tls_context(settings) if tls != "none" else None,
             timeout=TIMEOUT_S,
         )
     except aiosmtplib.SMTPRecipientsRefused as e:
