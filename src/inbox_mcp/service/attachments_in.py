@@ -13,6 +13,8 @@ from sqlmodel import Session
 from ..contract import AttachmentIn
 from ..errors import InvalidArgument, NotFound, QuotaExceeded
 from ..mail.compose import OutgoingAttachment, check_header_value
+from ..policy.loader import PolicyError
+from ..policy.models import Caps
 from ..store.blobs import get_blob
 from ..store.tables import Attachment
 from .base import AgentRef, ServiceBase
@@ -23,6 +25,12 @@ def _guess_type(filename: str) -> str:
 
 
 class AttachmentResolver(ServiceBase):
+    def attachment_limit(self, agent: AgentRef) -> int:
+        """caps.max_message_bytes for this agent. A broken policy is reported by the gate
+        (policy_denied naming the file), so here it falls back to the shipped default."""
+        policy = self.policies.effective(agent.tenant, agent.name)
+        return policy.caps.max_message_bytes if not isinstance(policy, PolicyError) else Caps().max_message_bytes
+
     def resolve_attachments(
         self, s: Session, agent: AgentRef, specs: list[AttachmentIn], max_bytes: int
     ) -> list[OutgoingAttachment]:

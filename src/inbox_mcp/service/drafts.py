@@ -9,7 +9,6 @@ from sqlmodel import select
 from ..contract import AttachmentIn, Deleted, DraftList, DraftOut, SendResult
 from ..errors import InvalidArgument
 from ..mail.compose import check_header_value
-from ..policy.loader import PolicyError
 from ..store.ids import new_id
 from ..store.tables import Draft, Message, utcnow
 from .base import AgentRef
@@ -70,8 +69,7 @@ class DraftOps(SendOps):
     def _attachment_checker(self, s, agent: AgentRef):  # type: ignore[no-untyped-def]
         """Drafts keep attachment specs, not bytes; resolving them now refuses a bad path,
         invalid base64 or an oversize file when the draft is saved, not when it is sent."""
-        policy = self.policies.effective(agent.tenant, agent.name)
-        limit = policy.caps.max_message_bytes if not isinstance(policy, PolicyError) else 10_485_760
+        limit = self.attachment_limit(agent)
         return lambda specs: self.resolve_attachments(s, agent, specs, limit)
 
     def update_draft(

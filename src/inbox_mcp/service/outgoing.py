@@ -14,7 +14,6 @@ from ..contract import AttachmentIn
 from ..errors import InvalidArgument
 from ..mail.compose import OutgoingAttachment, compose_message, validate_address
 from ..mail.subjects import forward_subject, reply_subject
-from ..policy.loader import PolicyError
 from ..store.tables import Inbox, Message
 from .attachments_in import AttachmentResolver
 from .authentication import AuthenticationOps
@@ -124,12 +123,9 @@ class OutgoingOps(AttachmentResolver, AuthenticationOps):
             raise InvalidArgument("to is empty: a message needs at least one recipient")
         if not isinstance(out.subject, str) or len(out.subject) > MAX_SUBJECT_CHARS:
             raise InvalidArgument(f"subject must be a string of at most {MAX_SUBJECT_CHARS} characters")
-        policy = self.policies.effective(agent.tenant, agent.name)
-        # A broken policy is reported by the gate (policy_denied naming the file), not here.
-        max_bytes = policy.caps.max_message_bytes if not isinstance(policy, PolicyError) else 10_485_760
         with self.db.read() as s:
             inbox = self._inbox(s, agent, out.inbox_id)
-            files = self.resolve_attachments(s, agent, out.attachments, max_bytes)
+            files = self.resolve_attachments(s, agent, out.attachments, self.attachment_limit(agent))
         composed = compose_message(
             from_addr=inbox.address, from_name=inbox.display_name, to=out.to, cc=out.cc, subject=out.subject,
             text=out.text, html=out.html, attachments=files, in_reply_to=out.in_reply_to,
