@@ -72,3 +72,16 @@ def test_every_tool_describes_itself_and_its_arguments() -> None:
         assert tool.output_schema, f"{tool.name} has no output schema"
         for arg, schema in (tool.input_schema.get("properties") or {}).items():
             assert schema.get("description"), f"{tool.name}.{arg} has no description"
+
+
+def test_readme_error_table_is_the_error_tree() -> None:
+    """Every stable code in the README has a class in errors.py and vice versa, each with its
+    own code and an HTTP status that REST can use (DESIGN.md §4)."""
+    from inbox_mcp.errors import ALL_ERRORS
+
+    table = README.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
+    codes = [cls.code for cls in ALL_ERRORS]
+    assert len(codes) == len(set(codes))
+    assert documented == set(codes)
+    assert all(400 <= cls.http_status < 600 for cls in ALL_ERRORS)

@@ -33,7 +33,7 @@ from inbox_mcp.errors import BackendUnavailable
 from inbox_mcp.service import AgentRef, Service, build_service
 from inbox_mcp.settings import Settings
 from inbox_mcp.store.tables import Message, Outbox, utcnow
-from tests.conftest import BIN, REPO, free_port, wait_port
+from tests.conftest import BIN, REPO, free_port, stop_process, wait_port
 from tests.mailservers import MailServers
 
 DOMAIN = "mail.test"
@@ -248,13 +248,7 @@ class ServeProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.log.close()
 
 

@@ -62,12 +62,6 @@ class ServiceBase:
             raise NotFound(f"draft {draft_id!r} does not exist")
         return draft, inbox
 
-    def _agent_row(self, s: Session, agent: AgentRef) -> Agent:
-        row = s.get(Agent, agent.id)
-        if row is None:
-            raise NotFound(f"agent {agent.name!r} does not exist")
-        return row
-
     def agent_ref(self, s: Session, row: Agent) -> AgentRef:
         tenant = s.get(Tenant, row.tenant_id)
         return AgentRef(row.id, row.name, row.tenant_id, tenant.name if tenant else "")
